@@ -1,0 +1,219 @@
+"""Who is calling: the four credential forms, OAuth tokens and HMAC request signing.
+
+Accepted everywhere but ``/health`` and ``/oauth/token``: ``X-API-Key``, ``Authorization:
+Bearer`` with an API key or an issued token, ``Authorization: Basic``, and HMAC signing
+(``X-Timestamp`` + ``X-Signature``), which a tenant may require. Messages never echo a
+credential: a 401 says what was wrong, not with what.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from starlette.datastructures import Headers
+
+from ._errors import ApiError
+from ._tenants import Tenant, TenantDirectory
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller: its tenant and an opaque id of the credential used."""
+
+    tenant: Tenant
+    credential: str
+
+
+def _credential_id(kind: str, secret: str) -> str:
+    # Buckets and logs need a stable name for a credential that is not the credential.
+    return f"{kind}:{hashlib.sha256(secret.encode()).hexdigest()[:16]}"
+
+
+def signature_base(method: str, path_with_query: str, timestamp: str, body: bytes) -> bytes:
+    """The string a request signature covers (CONTRACT section 2)."""
+    return f"{method}\n{path_with_query}\n{timestamp}\n{hashlib.sha256(body).hexdigest()}".encode()
+
+
+def sign(secret: str, method: str, path_with_query: str, timestamp: str, body: bytes) -> str:
+    """The ``X-Signature`` value for a request."""
+    mac = hmac.new(secret.encode(), signature_base(method, path_with_query, timestamp, body), hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    tenant: Tenant
+    client_id: str
+    expires_at: float
+
+
+class Authenticator:
+    """Resolves credentials to a :class:`Principal` or raises a 401 :class:`ApiError`."""
+
+    def __init__(
+        self,
+        directory: TenantDirectory,
+        *,
+        token_ttl: int,
+        signature_window: int,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self._dir = directory
+        self._token_ttl = token_ttl
+        self._window = signature_window
+        self._wall = wall
+        self._tokens: dict[str, IssuedToken] = {}
+        # Signatures seen within the window, oldest first, for replay detection.
+        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._signers = [t for t in directory.tenants if t.signing_secret]
+
+    # -- tokens --------------------------------------------------------------------------
+    def issue_token(self, client_id: str, client_secret: str) -> tuple[str, int] | None:
+        """A new access token for valid client credentials, else None."""
+        entry = self._dir.by_client_id.get(client_id)
+        if entry is None or not hmac.compare_digest(entry[0].encode(), client_secret.encode()):
+            return None
+        token = secrets.token_urlsafe(32)
+        now = self._wall()
+        self._tokens[token] = IssuedToken(entry[1], client_id, now + self._token_ttl)
+        if len(self._tokens) > 10_000:
+            self._tokens = {k: v for k, v in self._tokens.items() if v.expires_at > now}
+        return token, self._token_ttl
+
+    # -- requests ------------------------------------------------------------------------
+    def tenant_of(self, headers: Headers) -> str | None:
+        """The tenant a request's credentials name, without verifying them (for matching)."""
+        key = headers.get("x-api-key")
+        if key is not None:
+            tenant = self._dir.by_api_key.get(key)
+            return tenant.name if tenant else None
+        auth = headers.get("authorization")
+        if auth is None:
+            return None
+        scheme, _, value = auth.partition(" ")
+        scheme = scheme.lower()
+        value = value.strip()
+        if scheme == "bearer":
+            tenant = self._dir.by_api_key.get(value)
+            if tenant is not None:
+                return tenant.name
+            issued = self._tokens.get(value)
+            return issued.tenant.name if issued else None
+        if scheme == "basic":
+            user = _basic(value)
+            entry = self._dir.by_basic_user.get(user[0]) if user else None
+            return entry[1].name if entry else None
+        return None
+
+    def authenticate(self, headers: Headers, method: str, path_with_query: str, body: bytes) -> Principal:
+        principal = self._credential(headers)
+        signature = headers.get("x-signature")
+        if signature is not None:
+            signed_by = self._verify_signature(headers, signature, method, path_with_query, body, principal)
+            if principal is None:
+                principal = Principal(signed_by, f"sig:{signed_by.name}")
+        if principal is None:
+            raise ApiError(401, "authentication required: send X-API-Key, Authorization (Bearer or Basic)"
+                                " or a request signature")
+        if principal.tenant.require_signature and signature is None:
+            raise ApiError(401, f"tenant {principal.tenant.name!r} requires signed requests:"
+                                " send X-Timestamp and X-Signature")
+        return principal
+
+    def _credential(self, headers: Headers) -> Principal | None:
+        key = headers.get("x-api-key")
+        if key is not None:
+            tenant = self._dir.by_api_key.get(key)
+            if tenant is None:
+                raise ApiError(401, "the X-API-Key header does not name a known API key")
+            return Principal(tenant, _credential_id("key", key))
+        auth = headers.get("authorization")
+        if auth is None:
+            return None
+        scheme, _, value = auth.partition(" ")
+        scheme = scheme.lower()
+        value = value.strip()
+        if scheme == "bearer":
+            if not value:
+                raise ApiError(401, "the Bearer credential is empty")
+            tenant = self._dir.by_api_key.get(value)
+            if tenant is not None:
+                return Principal(tenant, _credential_id("key", value))
+            issued = self._tokens.get(value)
+            if issued is None:
+                raise ApiError(401, "the bearer token is not a known API key or access token",
+                               headers={"WWW-Authenticate": 'Bearer realm="resonanceos", error="invalid_token"'})
+            if issued.expires_at <= self._wall():
+                del self._tokens[value]
+                raise ApiError(401, "the access token has expired; request a new one from /oauth/token",
+                               headers={"WWW-Authenticate": 'Bearer realm="resonanceos", error="invalid_token"'})
+            return Principal(issued.tenant, _credential_id("oauth", issued.client_id))
+        if scheme == "basic":
+            user = _basic(value)
+            if user is None:
+                raise ApiError(401, "the Basic credential is not base64 of user:password")
+            entry = self._dir.by_basic_user.get(user[0])
+            if entry is None or not hmac.compare_digest(entry[0].encode(), user[1].encode()):
+                raise ApiError(401, "unknown user or wrong password")
+            return Principal(entry[1], _credential_id("basic", user[0]))
+        raise ApiError(401, f"unsupported Authorization scheme {scheme[:20]!r}: use Bearer or Basic")
+
+    def _verify_signature(
+        self, headers: Headers, signature: str, method: str, path_with_query: str, body: bytes,
+        principal: Principal | None,
+    ) -> Tenant:
+        stamp = headers.get("x-timestamp")
+        if stamp is None:
+            raise ApiError(401, "X-Signature needs X-Timestamp (unix seconds)")
+        try:
+            when = int(stamp)
+        except ValueError:
+            raise ApiError(401, "X-Timestamp must be an integer number of unix seconds") from None
+        if abs(self._wall() - when) > self._window:
+            raise ApiError(401, f"X-Timestamp is outside the allowed window of ±{self._window} s")
+        if not signature.startswith("sha256="):
+            raise ApiError(401, "X-Signature must look like sha256=<hex>")
+        candidates = [principal.tenant] if principal is not None else self._signers
+        base = signature_base(method, path_with_query, stamp, body)
+        signer = None
+        for tenant in candidates:
+            if tenant.signing_secret is None:
+                continue
+            expected = "sha256=" + hmac.new(tenant.signing_secret.encode(), base, hashlib.sha256).hexdigest()
+            if hmac.compare_digest(expected.encode(), signature.encode()):
+                signer = tenant
+                break
+        if signer is None:
+            raise ApiError(401, "the request signature does not match")
+        self._remember(signature, when)
+        return signer
+
+    def _remember(self, signature: str, when: int) -> None:
+        now = self._wall()
+        seen = self._seen
+        while seen:
+            first_sig, first_expiry = next(iter(seen.items()))
+            if first_expiry > now:
+                break
+            del seen[first_sig]
+        if signature in seen:
+            raise ApiError(401, "this request signature was already used (replay)")
+        # A signature stays replayable as long as its timestamp is inside the window.
+        seen[signature] = when + self._window + 1
+
+
+def _basic(value: str) -> tuple[str, str] | None:
+    try:
+        decoded = base64.b64decode(value, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    user, sep, password = decoded.partition(":")
+    return (user, password) if sep else None

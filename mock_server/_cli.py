@@ -1,0 +1,87 @@
+"""``python -m mock_server serve`` and the ``mock-server`` console script."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+
+from ._config import DEFAULT_DB, ServerConfig
+from ._tenants import DEFAULT_TENANTS, load_tenants
+from .exceptions import ConfigError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mock-server", description="A fault-injecting fake of ResonanceOS v6.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve the fake on loopback")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--db", default=str(DEFAULT_DB), help="SQLite file, or :memory:")
+    serve.add_argument("--faults", metavar="FILE", help="fault rules (YAML or JSON)")
+    serve.add_argument("--preset", help="named fault rules: flaky, outage, rate-limited, slow, chaos")
+    serve.add_argument("--seed", type=int, help="seed for fault decisions (overrides the file's)")
+    serve.add_argument("--tenants", metavar="FILE", help="tenants and credentials (YAML or JSON)")
+    serve.add_argument("--admin-token", help="require X-Admin-Token on /__admin (and allow non-loopback)")
+    serve.add_argument("--allow-fault-header", action="store_true", help="honour X-Mock-Fault on requests")
+    serve.add_argument("--journal-size", type=int, default=10_000, help="requests kept in the journal")
+    serve.add_argument("--cache-max-age", type=int, default=30, help="max-age of cacheable responses")
+    serve.add_argument("--retry-after-format", choices=("seconds", "http-date"), default="seconds")
+    serve.add_argument("--token-ttl", type=int, default=3600, help="lifetime of OAuth tokens, seconds")
+    serve.add_argument("--access-log", action="store_true")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port: must be 0..65535, got {args.port}")
+    for flag, value in (("--journal-size", args.journal_size), ("--token-ttl", args.token_ttl)):
+        if value < 1:
+            raise ConfigError(f"{flag}: must be positive, got {value}")
+    if args.cache_max_age < 0:
+        raise ConfigError(f"--cache-max-age: must be 0 or more, got {args.cache_max_age}")
+    return ServerConfig(
+        host=args.host, port=args.port, db=args.db,
+        tenants=load_tenants(args.tenants) if args.tenants else DEFAULT_TENANTS,
+        faults=args.faults, preset=args.preset, seed=args.seed, admin_token=args.admin_token,
+        allow_fault_header=args.allow_fault_header, journal_size=args.journal_size,
+        cache_max_age=args.cache_max_age, retry_after_format=args.retry_after_format,
+        token_ttl=args.token_ttl, access_log=args.access_log,
+    )
+
+
+def banner(config: ServerConfig, url: str) -> str:
+    lines = [f"ResonanceOS v6 fake listening on {url}", f"  OpenAPI: {url}/openapi.json", "  credentials:"]
+    for tenant in config.tenants:
+        parts = []
+        if tenant.api_keys:
+            parts.append(f"X-API-Key: {tenant.api_keys[0]}")
+        for user, password in list(tenant.basic.items())[:1]:
+            parts.append(f"basic {user}:{password}")
+        for client, secret in list(tenant.oauth_clients.items())[:1]:
+            parts.append(f"oauth {client}/{secret}")
+        lines.append(f"    {tenant.name}: " + ", ".join(parts))
+    lines.append(f"  state: {config.db}")
+    if config.faults or config.preset:
+        lines.append(f"  faults: {config.faults or ''} {config.preset or ''}".rstrip())
+    lines.append(f"  admin: {url}/__admin/requests")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+        from ._server import uvicorn_config
+
+        uconfig = uvicorn_config(config)
+    except ConfigError as exc:
+        print(f"mock-server: {exc}", file=sys.stderr)
+        return 2
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    # The banner shows the demo credentials on purpose: they are the fake's published defaults.
+    print(banner(config, f"http://{host}:{config.port}"), flush=True)
+    uvicorn.Server(uconfig).run()
+    return 0

@@ -1,0 +1,39 @@
+"""The fake's settings: one immutable value built from flags or by tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from ._tenants import DEFAULT_TENANTS, Tenant
+
+DEFAULT_DB = Path(".mock_server") / "state.db"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerConfig:
+    """Everything that shapes one running fake.
+
+    ``db`` is a path or ``":memory:"``. ``faults`` is a rule file and ``preset`` a named
+    rule set (both may be given; the file's rules come first). ``seed`` overrides the
+    fault file's seed. Durations are seconds.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    db: str = str(DEFAULT_DB)
+    tenants: tuple[Tenant, ...] = DEFAULT_TENANTS
+    faults: str | None = None
+    preset: str | None = None
+    seed: int | None = None
+    admin_token: str | None = field(default=None, repr=False)
+    allow_fault_header: bool = False
+    journal_size: int = 10_000
+    cache_max_age: int = 30
+    retry_after_format: Literal["seconds", "http-date"] = "seconds"
+    token_ttl: int = 3600
+    signature_window: int = 300
+    idempotency_ttl: int = 24 * 3600
+    max_body_bytes: int = 1024 * 1024
+    access_log: bool = False

@@ -1,0 +1,136 @@
+"""Request bodies and query strings: parsing and validation into typed values.
+
+Every failure is an :class:`ApiError` naming the field, so bad input never reaches a
+handler: malformed JSON is 400, a wrong type or range is 422 with ``details``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ._errors import ApiError
+
+# A name is a path segment: it may not be "." or ".." nor start like a relative path.
+NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"
+NAME = re.compile(NAME_PATTERN[1:-1])  # used with fullmatch: "$" would admit a trailing newline
+METADATA_LIMIT = 16 * 1024
+
+Unit = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+Vector = Annotated[list[Unit], Field(min_length=8, max_length=8)]
+ProfileName = Annotated[str, Field(pattern=NAME_PATTERN)]
+Prompt = Annotated[str, Field(min_length=1, max_length=10_000)]
+
+
+class _In(BaseModel):
+    # Strict: "1" is not a number and 1 is not a string. Unknown fields are ignored.
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class _Options(_In):
+    tenant: str | None = None
+    profile_name: ProfileName | None = None
+    max_length: Annotated[int, Field(ge=1, le=4096)] = 256
+    temperature: Annotated[float, Field(ge=0.0, le=2.0, allow_inf_nan=False)] = 0.7
+
+
+class GenerateIn(_Options):
+    prompt: Prompt
+
+
+class BatchIn(_Options):
+    prompts: Annotated[list[str], Field(min_length=1, max_length=50)]
+
+
+def _check_metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    try:
+        size = len(json.dumps(value, allow_nan=False, separators=(",", ":")).encode())
+    except ValueError:
+        raise ValueError("must not contain NaN or Infinity") from None
+    if size > METADATA_LIMIT:
+        raise ValueError(f"is {size} bytes as JSON; the limit is {METADATA_LIMIT}")
+    return value
+
+
+class ProfileIn(_In):
+    tenant: str
+    profile_name: ProfileName
+    hrv_vector: Vector
+    metadata: dict[str, Any] | None = None
+
+    _metadata = field_validator("metadata")(_check_metadata)
+
+
+class ProfileUpdateIn(_In):
+    hrv_vector: Vector
+    metadata: dict[str, Any] | None = None
+
+    _metadata = field_validator("metadata")(_check_metadata)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _constant(name: str) -> float:
+    # NaN and Infinity are not JSON, but json.loads accepts them; parse them into floats so
+    # validation names the field they landed in.
+    return {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}[name]
+
+
+def parse_json(body: bytes) -> Any:
+    if not body:
+        raise ApiError(400, "the request body is empty; expected a JSON object")
+    try:
+        return json.loads(body, parse_constant=_constant)
+    except RecursionError:
+        raise ApiError(400, "malformed JSON: nested too deeply") from None
+    except UnicodeDecodeError:
+        raise ApiError(400, "malformed JSON: the body is not UTF-8") from None
+    except ValueError as exc:
+        raise ApiError(400, f"malformed JSON: {exc}") from None
+
+
+def validate(model: type[M], data: Any) -> M:
+    if not isinstance(data, dict):
+        raise ApiError(422, "the body must be a JSON object",
+                       details=[{"loc": ["body"], "msg": "expected an object"}])
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        details = [
+            {"loc": ["body", *err["loc"]], "msg": err["msg"].replace("Value error, ", "")}
+            for err in exc.errors(include_url=False, include_input=False, include_context=False)
+        ]
+        first = details[0]
+        where = ".".join(str(p) for p in first["loc"][1:]) or "body"
+        raise ApiError(422, f"{where}: {first['msg']}", details=details) from None
+
+
+def query_int(query: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.isdigit():
+        raise bad_query(name, f"must be an integer in {low}..{high}")
+    value = int(raw)
+    if not low <= value <= high:
+        raise bad_query(name, f"must be in {low}..{high}, got {value}")
+    return value
+
+
+def query_choice(query: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = query.get(name, default)
+    if raw not in choices:
+        raise bad_query(name, f"must be one of {', '.join(choices)}")
+    return raw
+
+
+def bad_query(name: str, msg: str) -> ApiError:
+    return ApiError(422, f"{name}: {msg}", details=[{"loc": ["query", name], "msg": msg}])
