@@ -18,7 +18,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
@@ -73,7 +73,7 @@ def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = 
     return Response(dumps(obj), status_code=status, headers=headers, media_type=JSON)
 
 
-def request_id_of(scope: dict[str, Any], headers: Headers) -> str:
+def request_id_of(scope: MutableMapping[str, Any], headers: Headers) -> str:
     """The request id the fault layer chose, else the client's if sane, else a new one."""
     state = scope.get("state")
     if state:
@@ -108,14 +108,20 @@ def _etag_matches(header: str, etag: str) -> bool:
 class Api:
     """State and handlers of one fake; :meth:`app` builds its Starlette application."""
 
-    def __init__(self, config: ServerConfig, *, clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         self.config = config
         self.clock = clock
         self.wall = wall
         self.directory = TenantDirectory(config.tenants)
-        self.auth = Authenticator(self.directory, token_ttl=config.token_ttl,
-                                  signature_window=config.signature_window, wall=wall)
+        self.auth = Authenticator(
+            self.directory, token_ttl=config.token_ttl, signature_window=config.signature_window, wall=wall
+        )
         self.limiter = RateLimiter(retry_after_format=config.retry_after_format, clock=clock, wall=wall)
         self.traffic = Traffic(wall=wall)
         self.store = Store(config.db, wall=wall)
@@ -126,24 +132,27 @@ class Api:
     # -- application ---------------------------------------------------------------------
     def app(self) -> Starlette:
         e = self._endpoint
+        table: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {
+            "/health": {"GET": e("GET /health", self.health, auth=False)},
+            "/openapi.json": {"GET": e("GET /openapi.json", self.openapi, auth=False)},
+            "/oauth/token": {"POST": e("POST /oauth/token", self.token, auth=False, body=True)},
+            "/hr_generate": {"POST": e("POST /hr_generate", self.generate, body=True)},
+            "/hr_generate/batch": {"POST": e("POST /hr_generate/batch", self.generate_batch, body=True)},
+            "/profiles": {
+                "GET": e("GET /profiles", self.list_profiles),
+                "POST": e("POST /profiles", self.create_profile, body=True),
+            },
+            "/profiles/{tenant}/{profile_name}": {
+                "GET": e("GET /profiles/{tenant}/{profile_name}", self.get_profile),
+                "PUT": e("PUT /profiles/{tenant}/{profile_name}", self.update_profile, body=True),
+                "DELETE": e("DELETE /profiles/{tenant}/{profile_name}", self.delete_profile),
+            },
+            "/analytics/usage": {"GET": e("GET /analytics/usage", self.usage)},
+            "/analytics/performance": {"GET": e("GET /analytics/performance", self.performance)},
+        }
+        # One route per path, so a wrong method is 405 with every allowed method in Allow.
         routes = [
-            Route("/health", e("GET /health", self.health, auth=False), methods=["GET"]),
-            Route("/openapi.json", e("GET /openapi.json", self.openapi, auth=False), methods=["GET"]),
-            Route("/oauth/token", e("POST /oauth/token", self.token, auth=False, body=True), methods=["POST"]),
-            Route("/hr_generate", e("POST /hr_generate", self.generate, body=True), methods=["POST"]),
-            Route("/hr_generate/batch", e("POST /hr_generate/batch", self.generate_batch, body=True),
-                  methods=["POST"]),
-            Route("/profiles", e("GET /profiles", self.list_profiles), methods=["GET"]),
-            Route("/profiles", e("POST /profiles", self.create_profile, body=True), methods=["POST"]),
-            Route("/profiles/{tenant}/{profile_name}",
-                  e("GET /profiles/{tenant}/{profile_name}", self.get_profile), methods=["GET"]),
-            Route("/profiles/{tenant}/{profile_name}",
-                  e("PUT /profiles/{tenant}/{profile_name}", self.update_profile, body=True), methods=["PUT"]),
-            Route("/profiles/{tenant}/{profile_name}",
-                  e("DELETE /profiles/{tenant}/{profile_name}", self.delete_profile), methods=["DELETE"]),
-            Route("/analytics/usage", e("GET /analytics/usage", self.usage), methods=["GET"]),
-            Route("/analytics/performance", e("GET /analytics/performance", self.performance),
-                  methods=["GET"]),
+            Route(path, _by_method(handlers), methods=list(handlers)) for path, handlers in table.items()
         ]
         return Starlette(
             routes=routes,
@@ -191,8 +200,9 @@ class Api:
         rid = request_id_of(request.scope, request.headers)
         return error_response(ApiError(500, "the fake hit an unexpected error; see its log"), rid)
 
-    def _endpoint(self, name: str, handler: Handler, *, auth: bool = True,
-                  body: bool = False) -> Callable[[Request], Awaitable[Response]]:
+    def _endpoint(
+        self, name: str, handler: Handler, *, auth: bool = True, body: bool = False
+    ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             headers = request.headers
             rid = request_id_of(request.scope, headers)
@@ -203,13 +213,19 @@ class Api:
             try:
                 raw = await self._read_body(request) if body else b""
                 if auth:
-                    principal = self.auth.authenticate(headers, request.method, _path_with_query(request), raw)
-                    verdict = self.limiter.take(principal.credential, headers.get("x-mock-session"),
-                                                principal.tenant.rate_limit)
+                    principal = self.auth.authenticate(
+                        headers, request.method, _path_with_query(request), raw
+                    )
+                    verdict = self.limiter.take(
+                        principal.credential, headers.get("x-mock-session"), principal.tenant.rate_limit
+                    )
                     limit_headers = verdict.headers
                     if not verdict.allowed:
-                        raise ApiError(429, f"rate limit exceeded; retry in {verdict.retry_after} s",
-                                       headers=limit_headers)
+                        raise ApiError(
+                            429,
+                            f"rate limit exceeded; retry in {verdict.retry_after} s",
+                            headers=limit_headers,
+                        )
                 response = await handler(request, principal, raw, rid)  # type: ignore[arg-type]
             except ApiError as exc:
                 response = error_response(exc, rid)
@@ -218,8 +234,9 @@ class Api:
             if limit_headers is not None:
                 out.update(limit_headers)
             if principal is not None:
-                self.traffic.record(principal.tenant.name, name, response.status_code, started,
-                                    self.clock() - t0)
+                self.traffic.record(
+                    principal.tenant.name, name, response.status_code, started, self.clock() - t0
+                )
             return response
 
         return endpoint
@@ -258,8 +275,9 @@ class Api:
             headers = {"Cache-Control": "no-store"}
             if status == 401:
                 headers["WWW-Authenticate"] = 'Basic realm="resonanceos"'
-            return json_response({"error": error, "error_description": description, "request_id": rid},
-                                 status, headers)
+            return json_response(
+                {"error": error, "error_description": description, "request_id": rid}, status, headers
+            )
 
         media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
         if media != "application/x-www-form-urlencoded":
@@ -287,8 +305,10 @@ class Api:
         if issued is None:
             return oauth_error(401, "invalid_client", "unknown client or wrong secret")
         token, ttl = issued
-        return json_response({"access_token": token, "token_type": "Bearer", "expires_in": ttl},
-                             headers={"Cache-Control": "no-store"})
+        return json_response(
+            {"access_token": token, "token_type": "Bearer", "expires_in": ttl},
+            headers={"Cache-Control": "no-store"},
+        )
 
     # -- generation ----------------------------------------------------------------------
     async def generate(self, request: Request, p: Principal, raw: bytes, rid: str) -> Response:
@@ -307,11 +327,21 @@ class Api:
             for index, prompt in enumerate(data.prompts):
                 if not 1 <= len(prompt) <= 10_000:
                     msg = f"prompts[{index}]: must be 1..10000 characters, got {len(prompt)}"
-                    results.append({"index": index, "status": "error", "error": {
-                        "code": "validation_error", "message": msg, "request_id": rid}})
+                    results.append(
+                        {
+                            "index": index,
+                            "status": "error",
+                            "error": {"code": "validation_error", "message": msg, "request_id": rid},
+                        }
+                    )
                 else:
-                    results.append({"index": index, "status": "ok",
-                                    "result": self._generate(p, prompt, data, vector, rid)})
+                    results.append(
+                        {
+                            "index": index,
+                            "status": "ok",
+                            "result": self._generate(p, prompt, data, vector, rid),
+                        }
+                    )
             return json_response({"results": results})
 
         return await self._idempotent(request, p, raw, produce)
@@ -326,29 +356,40 @@ class Api:
             raise ApiError(404, f"no profile named {profile_name!r}")
         return list(profile.hrv_vector)
 
-    def _generate(self, p: Principal, prompt: str, data: GenerateIn | BatchIn,
-                  vector: list[float] | None, rid: str) -> dict[str, Any]:
+    def _generate(
+        self, p: Principal, prompt: str, data: GenerateIn | BatchIn, vector: list[float] | None, rid: str
+    ) -> dict[str, Any]:
         tenant = p.tenant.name
-        content, hrv, tokens = _generate.generate(tenant, prompt, data.profile_name, data.max_length,
-                                                  data.temperature, vector)
+        content, hrv, tokens = _generate.generate(
+            tenant, prompt, data.profile_name, data.max_length, data.temperature, vector
+        )
         return {
             "content": content,
             "hrv_vector": hrv,
             "metadata": {
-                "tenant": tenant, "profile_name": data.profile_name, "model": _generate.MODEL,
-                "tokens": tokens, "temperature": data.temperature, "max_length": data.max_length,
-                "request_id": rid, "created_at": _now_iso(self.wall()),
+                "tenant": tenant,
+                "profile_name": data.profile_name,
+                "model": _generate.MODEL,
+                "tokens": tokens,
+                "temperature": data.temperature,
+                "max_length": data.max_length,
+                "request_id": rid,
+                "created_at": _now_iso(self.wall()),
             },
         }
 
-    async def _idempotent(self, request: Request, p: Principal, raw: bytes,
-                          produce: Callable[[], Awaitable[Response]]) -> Response:
+    async def _idempotent(
+        self, request: Request, p: Principal, raw: bytes, produce: Callable[[], Awaitable[Response]]
+    ) -> Response:
         key = request.headers.get("idempotency-key")
         if key is None:
             return await produce()
         if not IDEMPOTENCY_KEY.fullmatch(key):
-            raise ApiError(400, "Idempotency-Key must be 1..255 printable ASCII characters,"
-                                " not starting or ending with a space")
+            raise ApiError(
+                400,
+                "Idempotency-Key must be 1..255 printable ASCII characters,"
+                " not starting or ending with a space",
+            )
         tenant = p.tenant.name
         fingerprint = hashlib.sha256(f"{request.method} {request.url.path}\n".encode() + raw).hexdigest()
         lock = self._idem_locks.setdefault((tenant, key), asyncio.Lock())
@@ -357,9 +398,13 @@ class Api:
             record = await self.store.idempotency_get(tenant, key, self.config.idempotency_ttl)
             if record is not None:
                 if not hmac.compare_digest(record.fingerprint, fingerprint):
-                    raise ApiError(422, "this Idempotency-Key was used with a different request body",
-                                   details=[{"loc": ["header", "Idempotency-Key"],
-                                             "msg": "reused with a different body"}])
+                    raise ApiError(
+                        422,
+                        "this Idempotency-Key was used with a different request body",
+                        details=[
+                            {"loc": ["header", "Idempotency-Key"], "msg": "reused with a different body"}
+                        ],
+                    )
                 headers = dict(record.headers)
                 headers["Idempotent-Replayed"] = "true"
                 return Response(record.body, status_code=record.status, headers=headers)
@@ -367,8 +412,12 @@ class Api:
             if 200 <= response.status_code < 300:
                 kept = {k: v for k, v in response.headers.items() if k in _REPLAYED_HEADERS}
                 await self.store.idempotency_put(
-                    tenant, key, IdempotencyRecord(fingerprint, response.status_code, kept,
-                                                   bytes(response.body), self.wall()))
+                    tenant,
+                    key,
+                    IdempotencyRecord(
+                        fingerprint, response.status_code, kept, bytes(response.body), self.wall()
+                    ),
+                )
         if not lock.locked() and len(self._idem_locks) > 1000:
             self._idem_locks = {k: v for k, v in self._idem_locks.items() if v.locked()}
         return response
@@ -383,9 +432,12 @@ class Api:
         if tenant != p.tenant.name:
             raise ApiError(403, "profiles of another tenant are not visible to this credential")
         if not NAME.fullmatch(name):
-            raise ApiError(422, "profile_name: must be 1..64 characters of [A-Za-z0-9_.-], starting with a"
-                                " letter, digit or underscore",
-                           details=[{"loc": ["path", "profile_name"], "msg": "invalid profile name"}])
+            raise ApiError(
+                422,
+                "profile_name: must be 1..64 characters of [A-Za-z0-9_.-], starting with a"
+                " letter, digit or underscore",
+                details=[{"loc": ["path", "profile_name"], "msg": "invalid profile name"}],
+            )
         return tenant, name
 
     async def list_profiles(self, request: Request, p: Principal, _raw: bytes, _rid: str) -> Response:
@@ -395,8 +447,17 @@ class Api:
         after = None if cursor is None else self._decode_cursor(cursor, p.tenant.name)
         items, more = self.store.page(p.tenant.name, after, limit)
         next_cursor = self._encode_cursor(p.tenant.name, items[-1].name) if more else None
-        body = b"".join((b'{"items":[', b",".join(i.body for i in items), b'],"next_cursor":',
-                         dumps(next_cursor), b',"has_more":', b"true" if more else b"false", b"}"))
+        body = b"".join(
+            (
+                b'{"items":[',
+                b",".join(i.body for i in items),
+                b'],"next_cursor":',
+                dumps(next_cursor),
+                b',"has_more":',
+                b"true" if more else b"false",
+                b"}",
+            )
+        )
         etag = f'W/"{hashlib.sha256(body).hexdigest()[:16]}"'
         headers = {"ETag": etag, "Cache-Control": self._cache_control}
         inm = request.headers.get("if-none-match")
@@ -429,8 +490,9 @@ class Api:
             async with self.store.write_lock:
                 if self.store.get(data.tenant, data.profile_name) is not None:
                     raise ApiError(409, f"profile {data.profile_name!r} already exists")
-                profile = await self.store.create(data.tenant, data.profile_name, data.hrv_vector,
-                                                  data.metadata or {})
+                profile = await self.store.create(
+                    data.tenant, data.profile_name, data.hrv_vector, data.metadata or {}
+                )
             headers = self._validators(profile)
             headers["Location"] = f"/profiles/{profile.tenant}/{profile.name}"
             return Response(profile.body, status_code=201, headers=headers, media_type=JSON)
@@ -504,14 +566,16 @@ class Api:
             by_endpoint[endpoint] = by_endpoint.get(endpoint, 0) + count
             by_status[str(status)] = by_status.get(str(status), 0) + count
             by_day[day] = by_day.get(day, 0) + count
-        return json_response({
-            "tenant": tenant,
-            "date_range": {"start": first.isoformat(), "end": last.isoformat()},
-            "total": sum(by_day.values()),
-            "by_endpoint": dict(sorted(by_endpoint.items())),
-            "by_status": dict(sorted(by_status.items())),
-            "by_day": [{"date": d, "requests": n} for d, n in sorted(by_day.items())],
-        })
+        return json_response(
+            {
+                "tenant": tenant,
+                "date_range": {"start": first.isoformat(), "end": last.isoformat()},
+                "total": sum(by_day.values()),
+                "by_endpoint": dict(sorted(by_endpoint.items())),
+                "by_status": dict(sorted(by_status.items())),
+                "by_day": [{"date": d, "requests": n} for d, n in sorted(by_day.items())],
+            }
+        )
 
     def _date_range(self, raw: str) -> tuple[date, date]:
         today = date.fromisoformat(day_of(self.wall()))
@@ -532,6 +596,20 @@ class Api:
         report = self.traffic.performance(p.tenant.name, timeframe)
         report["metric_type"] = metric
         return json_response(report)
+
+
+def _by_method(
+    handlers: dict[str, Callable[[Request], Awaitable[Response]]],
+) -> Callable[[Request], Awaitable[Response]]:
+    if len(handlers) == 1:
+        return next(iter(handlers.values()))
+    if "GET" in handlers:
+        handlers = {**handlers, "HEAD": handlers["GET"]}
+
+    async def endpoint(request: Request) -> Response:
+        return await handlers[request.method](request)
+
+    return endpoint
 
 
 def _path_with_query(request: Request) -> str:

@@ -121,20 +121,37 @@ class Authenticator:
             if principal is None:
                 principal = Principal(signed_by, f"sig:{signed_by.name}")
         if principal is None:
-            raise ApiError(401, "authentication required: send X-API-Key, Authorization (Bearer or Basic)"
-                                " or a request signature")
+            raise ApiError(
+                401,
+                "authentication required: send X-API-Key, Authorization (Bearer or Basic)"
+                " or a request signature",
+            )
         if principal.tenant.require_signature and signature is None:
-            raise ApiError(401, f"tenant {principal.tenant.name!r} requires signed requests:"
-                                " send X-Timestamp and X-Signature")
+            raise ApiError(
+                401,
+                f"tenant {principal.tenant.name!r} requires signed requests:"
+                " send X-Timestamp and X-Signature",
+            )
         return principal
 
     def _credential(self, headers: Headers) -> Principal | None:
+        # Every credential presented must be valid: a bad one is never masked by a good one.
+        by_key = self._api_key(headers)
+        by_auth = self._authorization(headers)
+        if by_key is not None and by_auth is not None and by_key.tenant is not by_auth.tenant:
+            raise ApiError(401, "X-API-Key and Authorization name different tenants")
+        return by_key or by_auth
+
+    def _api_key(self, headers: Headers) -> Principal | None:
         key = headers.get("x-api-key")
-        if key is not None:
-            tenant = self._dir.by_api_key.get(key)
-            if tenant is None:
-                raise ApiError(401, "the X-API-Key header does not name a known API key")
-            return Principal(tenant, _credential_id("key", key))
+        if key is None:
+            return None
+        tenant = self._dir.by_api_key.get(key)
+        if tenant is None:
+            raise ApiError(401, "the X-API-Key header does not name a known API key")
+        return Principal(tenant, _credential_id("key", key))
+
+    def _authorization(self, headers: Headers) -> Principal | None:
         auth = headers.get("authorization")
         if auth is None:
             return None
@@ -149,12 +166,18 @@ class Authenticator:
                 return Principal(tenant, _credential_id("key", value))
             issued = self._tokens.get(value)
             if issued is None:
-                raise ApiError(401, "the bearer token is not a known API key or access token",
-                               headers={"WWW-Authenticate": 'Bearer realm="resonanceos", error="invalid_token"'})
+                raise ApiError(
+                    401,
+                    "the bearer token is not a known API key or access token",
+                    headers={"WWW-Authenticate": 'Bearer realm="resonanceos", error="invalid_token"'},
+                )
             if issued.expires_at <= self._wall():
                 del self._tokens[value]
-                raise ApiError(401, "the access token has expired; request a new one from /oauth/token",
-                               headers={"WWW-Authenticate": 'Bearer realm="resonanceos", error="invalid_token"'})
+                raise ApiError(
+                    401,
+                    "the access token has expired; request a new one from /oauth/token",
+                    headers={"WWW-Authenticate": 'Bearer realm="resonanceos", error="invalid_token"'},
+                )
             return Principal(issued.tenant, _credential_id("oauth", issued.client_id))
         if scheme == "basic":
             user = _basic(value)
@@ -167,7 +190,12 @@ class Authenticator:
         raise ApiError(401, f"unsupported Authorization scheme {scheme[:20]!r}: use Bearer or Basic")
 
     def _verify_signature(
-        self, headers: Headers, signature: str, method: str, path_with_query: str, body: bytes,
+        self,
+        headers: Headers,
+        signature: str,
+        method: str,
+        path_with_query: str,
+        body: bytes,
         principal: Principal | None,
     ) -> Tenant:
         stamp = headers.get("x-timestamp")

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from ._errors import ApiError
 
@@ -21,6 +21,15 @@ NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"
 NAME = re.compile(NAME_PATTERN[1:-1])  # used with fullmatch: "$" would admit a trailing newline
 METADATA_LIMIT = 16 * 1024
 
+
+def _integral(value: Any) -> Any:
+    # JSON has one number type: 512.0 is the integer 512 to a JSON Schema validator, so it is here.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+MaxLength = Annotated[int, BeforeValidator(_integral), Field(ge=1, le=4096)]
 Unit = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 Vector = Annotated[list[Unit], Field(min_length=8, max_length=8)]
 ProfileName = Annotated[str, Field(pattern=NAME_PATTERN)]
@@ -35,7 +44,7 @@ class _In(BaseModel):
 class _Options(_In):
     tenant: str | None = None
     profile_name: ProfileName | None = None
-    max_length: Annotated[int, Field(ge=1, le=4096)] = 256
+    max_length: MaxLength = 256
     temperature: Annotated[float, Field(ge=0.0, le=2.0, allow_inf_nan=False)] = 0.7
 
 
@@ -99,8 +108,9 @@ def parse_json(body: bytes) -> Any:
 
 def validate(model: type[M], data: Any) -> M:
     if not isinstance(data, dict):
-        raise ApiError(422, "the body must be a JSON object",
-                       details=[{"loc": ["body"], "msg": "expected an object"}])
+        raise ApiError(
+            422, "the body must be a JSON object", details=[{"loc": ["body"], "msg": "expected an object"}]
+        )
     try:
         return model.model_validate(data)
     except ValidationError as exc:

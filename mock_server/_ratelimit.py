@@ -34,8 +34,13 @@ class RateLimiter:
     token once none does, so a client that waits for the reset is never refused.
     """
 
-    def __init__(self, *, retry_after_format: str = "seconds",
-                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        *,
+        retry_after_format: str = "seconds",
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         self._buckets: dict[tuple[str, str | None], _Bucket] = {}
         self._http_date = retry_after_format == "http-date"
         self._clock = clock

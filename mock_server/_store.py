@@ -173,7 +173,10 @@ class Store:
     async def update(self, current: Profile, hrv: Sequence[float], metadata: dict[str, Any]) -> Profile:
         """Replace a profile's content; the caller holds ``write_lock``."""
         profile = replace(
-            current, hrv_vector=tuple(hrv), metadata=metadata, version=current.version + 1,
+            current,
+            hrv_vector=tuple(hrv),
+            metadata=metadata,
+            version=current.version + 1,
             updated_at=max(self._wall(), current.updated_at),
         ).sealed()
         await self._run(self._write_profile_sync, profile, False)
@@ -192,8 +195,15 @@ class Store:
         self.conn.execute(
             f"{verb} INTO profiles (tenant, name, hrv, metadata, version, created_at, updated_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (p.tenant, p.name, json.dumps(p.hrv_vector), json.dumps(p.metadata), p.version,
-             p.created_at, p.updated_at),
+            (
+                p.tenant,
+                p.name,
+                json.dumps(p.hrv_vector),
+                json.dumps(p.metadata),
+                p.version,
+                p.created_at,
+                p.updated_at,
+            ),
         )
 
     def _delete_sync(self, tenant: str, name: str) -> None:

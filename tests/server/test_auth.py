@@ -41,9 +41,13 @@ def test_oauth_client_credentials(mock_server: ServerThread) -> None:
     form = {"grant_type": "client_credentials", "client_id": "demo-client", "client_secret": "demo-secret"}
     token = anon("POST", "/oauth/token", data=form).json()
     assert token["token_type"] == "Bearer" and token["expires_in"] == 3600
-    assert Caller(mock_server.url, {"Authorization": f"Bearer {token['access_token']}"}).create("t").status_code == 201
-    basic = anon("POST", "/oauth/token", data={"grant_type": "client_credentials"},
-                 auth=("acme-client", "acme-secret"))
+    assert (
+        Caller(mock_server.url, {"Authorization": f"Bearer {token['access_token']}"}).create("t").status_code
+        == 201
+    )
+    basic = anon(
+        "POST", "/oauth/token", data={"grant_type": "client_credentials"}, auth=("acme-client", "acme-secret")
+    )
     assert basic.status_code == 200
     acme = Caller(mock_server.url, {"Authorization": f"Bearer {basic.json()['access_token']}"})
     assert acme("GET", "/profiles").json()["items"] == []
@@ -53,15 +57,20 @@ def test_oauth_client_credentials(mock_server: ServerThread) -> None:
 @pytest.mark.parametrize(
     ("form", "status", "error"),
     [
-        pytest.param({"grant_type": "client_credentials", "client_id": "demo-client", "client_secret": "nope"},
-                     401, "invalid_client", id="wrong-secret"),
+        pytest.param(
+            {"grant_type": "client_credentials", "client_id": "demo-client", "client_secret": "nope"},
+            401,
+            "invalid_client",
+            id="wrong-secret",
+        ),
         pytest.param({"grant_type": "password"}, 400, "unsupported_grant_type", id="grant"),
         pytest.param({"client_id": "demo-client"}, 400, "invalid_request", id="no-grant"),
         pytest.param({"grant_type": "client_credentials"}, 401, "invalid_client", id="no-client"),
     ],
 )
-def test_oauth_errors_follow_rfc6749(mock_server: ServerThread, form: dict[str, str], status: int,
-                                     error: str) -> None:
+def test_oauth_errors_follow_rfc6749(
+    mock_server: ServerThread, form: dict[str, str], status: int, error: str
+) -> None:
     """Token errors use RFC 6749's codes and never echo the secret."""
     response = Caller(mock_server.url)("POST", "/oauth/token", data=form)
     assert response.status_code == status
@@ -105,8 +114,15 @@ def test_tenants_are_isolated(demo: Caller, acme: Caller) -> None:
     assert demo("GET", "/profiles/demo/secret-plan").status_code == 200
 
 
-def _signed(caller: Caller, secret: str, method: str, path: str, body: bytes = b"", stamp: int | None = None,
-            **headers: str) -> dict[str, str]:
+def _signed(
+    caller: Caller,
+    secret: str,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    stamp: int | None = None,
+    **headers: str,
+) -> dict[str, str]:
     ts = str(int(time.time()) if stamp is None else stamp)
     return {"X-Timestamp": ts, "X-Signature": sign(secret, method, path, ts, body), **headers}
 
@@ -116,7 +132,9 @@ def test_signed_requests_and_replay(mock_server: ServerThread) -> None:
     """A correct signature authenticates alone; the same signature twice is a replay (401)."""
     caller = Caller(mock_server.url)
     body = b'{"tenant":"demo","profile_name":"signed","hrv_vector":[0,0,0,0,0,0,0,0]}'
-    headers = _signed(caller, "demo-signing-secret", "POST", "/profiles", body, **{"Content-Type": "application/json"})
+    headers = _signed(
+        caller, "demo-signing-secret", "POST", "/profiles", body, **{"Content-Type": "application/json"}
+    )
     assert caller("POST", "/profiles", data=body, headers=headers).status_code == 201
     replay = caller("POST", "/profiles", data=body, headers=headers)
     assert replay.status_code == 401 and "replay" in error_of(replay)["message"]
@@ -145,20 +163,27 @@ def test_signature_is_verified_with_a_credential(mock_server: ServerThread) -> N
 
 def test_require_signature_tenant() -> None:
     """A tenant that requires signing refuses unsigned requests and accepts signed ones."""
-    tenants = parse_tenants({"tenants": [{"name": "strict", "api_keys": ["k"], "signing_secret": "s",
-                                          "require_signature": True}]})
+    tenants = parse_tenants(
+        {"tenants": [{"name": "strict", "api_keys": ["k"], "signing_secret": "s", "require_signature": True}]}
+    )
     now = [1_000_000.0]
     auth = Authenticator(TenantDirectory(tenants), token_ttl=60, signature_window=300, wall=lambda: now[0])
     with pytest.raises(ApiError, match="requires signed"):
         auth.authenticate(Headers({"x-api-key": "k"}), "GET", "/profiles", b"")
-    signed = {"x-api-key": "k", "x-timestamp": "1000000", "x-signature": sign("s", "GET", "/profiles", "1000000", b"")}
+    signed = {
+        "x-api-key": "k",
+        "x-timestamp": "1000000",
+        "x-signature": sign("s", "GET", "/profiles", "1000000", b""),
+    }
     assert auth.authenticate(Headers(signed), "GET", "/profiles", b"").tenant.name == "strict"
 
 
 def test_tokens_expire_on_the_injected_clock() -> None:
     """An issued token stops working once its lifetime passes."""
     now = [0.0]
-    auth = Authenticator(TenantDirectory(DEFAULT_TENANTS), token_ttl=60, signature_window=300, wall=lambda: now[0])
+    auth = Authenticator(
+        TenantDirectory(DEFAULT_TENANTS), token_ttl=60, signature_window=300, wall=lambda: now[0]
+    )
     issued = auth.issue_token("demo-client", "demo-secret")
     assert issued is not None
     headers = Headers({"authorization": f"Bearer {issued[0]}"})
@@ -172,7 +197,9 @@ def test_tokens_expire_on_the_injected_clock() -> None:
 def test_replay_memory_forgets_old_signatures() -> None:
     """Signatures are remembered only while their timestamp could still be accepted."""
     now = [1_000_000.0]
-    auth = Authenticator(TenantDirectory(DEFAULT_TENANTS), token_ttl=60, signature_window=300, wall=lambda: now[0])
+    auth = Authenticator(
+        TenantDirectory(DEFAULT_TENANTS), token_ttl=60, signature_window=300, wall=lambda: now[0]
+    )
     for i in range(50):
         ts = str(int(now[0]))
         sig = sign("demo-signing-secret", "GET", f"/p{i}", ts, b"")

@@ -29,7 +29,9 @@ class Process:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mock_server", "serve", "--port", str(self.port), "--db", str(db)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -63,11 +65,15 @@ def test_writes_survive_kill_9(db: Path) -> None:
         for i in range(20):
             body = {"tenant": "demo", "profile_name": f"p{i}", "hrv_vector": [i / 20] * 8}
             assert requests.post(server.url + "/profiles", json=body, headers=H, timeout=5).status_code == 201
-        upd = requests.put(server.url + "/profiles/demo/p3", json={"hrv_vector": [0.9] * 8}, headers=H, timeout=5)
+        upd = requests.put(
+            server.url + "/profiles/demo/p3", json={"hrv_vector": [0.9] * 8}, headers=H, timeout=5
+        )
         assert upd.status_code == 200
         assert requests.delete(server.url + "/profiles/demo/p4", headers=H, timeout=5).status_code == 204
         keyed = {"tenant": "demo", "profile_name": "keyed", "hrv_vector": [0.1] * 8}
-        first = requests.post(server.url + "/profiles", json=keyed, headers={**H, "Idempotency-Key": "k"}, timeout=5)
+        first = requests.post(
+            server.url + "/profiles", json=keyed, headers={**H, "Idempotency-Key": "k"}, timeout=5
+        )
         assert first.status_code == 201
     finally:
         banner = server.stop(signal.SIGKILL)
@@ -80,7 +86,9 @@ def test_writes_survive_kill_9(db: Path) -> None:
         assert names == {f"p{i}" for i in range(20)} - {"p4"} | {"keyed"}
         p3 = requests.get(again.url + "/profiles/demo/p3", headers=H, timeout=5).json()
         assert p3["version"] == 2 and p3["hrv_vector"] == [0.9] * 8
-        replay = requests.post(again.url + "/profiles", json=keyed, headers={**H, "Idempotency-Key": "k"}, timeout=5)
+        replay = requests.post(
+            again.url + "/profiles", json=keyed, headers={**H, "Idempotency-Key": "k"}, timeout=5
+        )
         assert replay.status_code == 201 and replay.headers["Idempotent-Replayed"] == "true"
     finally:
         again.stop(signal.SIGTERM)
@@ -106,7 +114,11 @@ def test_cli_rejects_bad_flags(tmp_path: Path) -> None:
     """A bad tenants file stops the CLI with a message naming the field, not a traceback."""
     bad = tmp_path / "tenants.yaml"
     bad.write_text("tenants:\n  - name: 'a b'\n")
-    result = subprocess.run([sys.executable, "-m", "mock_server", "serve", "--tenants", str(bad)],
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-m", "mock_server", "serve", "--tenants", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 2
     assert "tenants[0].name" in result.stderr and "Traceback" not in result.stderr

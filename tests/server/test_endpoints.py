@@ -179,7 +179,9 @@ def test_performance_reflects_traffic(demo: Caller) -> None:
     """Performance reports latency percentiles, error rate and throughput of real requests."""
     for _ in range(5):
         demo("GET", "/profiles")
-    report = demo("GET", "/analytics/performance", params={"timeframe": "1m", "metric_type": "latency"}).json()
+    report = demo(
+        "GET", "/analytics/performance", params={"timeframe": "1m", "metric_type": "latency"}
+    ).json()
     assert report["requests"] == 5 and report["window"] == "1m"
     latency = report["latency_ms"]
     assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"]
@@ -191,8 +193,14 @@ def test_openapi_is_served(anon: Caller) -> None:
     doc = anon("GET", "/openapi.json").json()
     assert doc["openapi"].startswith("3.1")
     assert set(doc["paths"]) == {
-        "/health", "/oauth/token", "/hr_generate", "/hr_generate/batch", "/profiles",
-        "/profiles/{tenant}/{profile_name}", "/analytics/usage", "/analytics/performance",
+        "/health",
+        "/oauth/token",
+        "/hr_generate",
+        "/hr_generate/batch",
+        "/profiles",
+        "/profiles/{tenant}/{profile_name}",
+        "/analytics/usage",
+        "/analytics/performance",
     }
 
 

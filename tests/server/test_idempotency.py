@@ -28,7 +28,9 @@ def test_repeat_replays_and_creates_nothing(demo: Caller) -> None:
 def test_other_body_same_key_is_422(demo: Caller) -> None:
     """Reusing a key with a different body is 422 and changes nothing."""
     demo("POST", "/profiles", json=PROFILE, headers={"Idempotency-Key": "k2"})
-    other = demo("POST", "/profiles", json={**PROFILE, "profile_name": "twice"}, headers={"Idempotency-Key": "k2"})
+    other = demo(
+        "POST", "/profiles", json={**PROFILE, "profile_name": "twice"}, headers={"Idempotency-Key": "k2"}
+    )
     assert other.status_code == 422 and error_of(other)["code"] == "validation_error"
     assert [p["profile_name"] for p in demo("GET", "/profiles").json()["items"]] == ["once"]
 
@@ -47,13 +49,16 @@ def test_generate_replays_exactly(demo: Caller) -> None:
 def test_keys_are_per_tenant(demo: Caller, acme: Caller) -> None:
     """The same key used by two tenants names two different requests."""
     demo("POST", "/profiles", json=PROFILE, headers={"Idempotency-Key": "shared"})
-    theirs = acme("POST", "/profiles", json={**PROFILE, "tenant": "acme"}, headers={"Idempotency-Key": "shared"})
+    theirs = acme(
+        "POST", "/profiles", json={**PROFILE, "tenant": "acme"}, headers={"Idempotency-Key": "shared"}
+    )
     assert theirs.status_code == 201 and "Idempotent-Replayed" not in theirs.headers
     assert theirs.json()["tenant"] == "acme"
 
 
 def test_concurrent_repeats_create_one(mock_server: ServerThread) -> None:
     """Twenty concurrent POSTs with one key create exactly one profile and all answer 201."""
+
     def post(_: int) -> int:
         caller = Caller(mock_server.url, {"X-API-Key": "demo-key"})
         return caller("POST", "/profiles", json=PROFILE, headers={"Idempotency-Key": "race"}).status_code

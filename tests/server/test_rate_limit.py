@@ -13,8 +13,9 @@ from mock_server._tenants import RateLimit, parse_tenants
 
 from .conftest import Caller, error_of
 
-TIGHT = parse_tenants({"tenants": [{"name": "demo", "api_keys": ["demo-key"],
-                                    "rate_limit": {"per_minute": 60, "burst": 3}}]})
+TIGHT = parse_tenants(
+    {"tenants": [{"name": "demo", "api_keys": ["demo-key"], "rate_limit": {"per_minute": 60, "burst": 3}}]}
+)
 
 
 @pytest.mark.socket

@@ -1,0 +1,47 @@
+"""Fixtures of the contract suite: the provider under test, local or given by ``--base-url``.
+
+Without ``--base-url`` the suite starts the fake itself (``:memory:`` state, a free
+loopback port). With ``--base-url URL`` the provider checks run against any server that
+claims the ResonanceOS v6 contract, so a team can verify a real implementation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+
+from mock_server import DEFAULT_TENANTS, RateLimit, ServerConfig, ServerThread
+
+from . import _profiles
+
+_profiles.load()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("contract", "ResonanceOS contract suite")
+    group.addoption(
+        "--base-url", default=None, help="run the provider checks against this server instead of a local fake"
+    )
+    group.addoption("--api-key", default="demo-key", help="API key of the provider under test")
+
+
+@pytest.fixture(scope="session")
+def provider_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Base URL of the provider under test."""
+    base = request.config.getoption("--base-url")
+    if base:
+        yield str(base).rstrip("/")
+        return
+    # The provider checks exercise the contract, not the limiter: give them room.
+    roomy = tuple(
+        replace(t, rate_limit=RateLimit(per_minute=600_000, burst=100_000)) for t in DEFAULT_TENANTS
+    )
+    with ServerThread(ServerConfig(db=":memory:", tenants=roomy)) as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def api_key(request: pytest.FixtureRequest) -> str:
+    return str(request.config.getoption("--api-key"))
