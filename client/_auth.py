@@ -1,8 +1,9 @@
 """Credentials: API key, bearer token, basic, OAuth2 client credentials, HMAC request signing.
 
 Each is a ``requests`` auth object (usable with a plain ``Session`` too) with two additions the
-resilient layer relies on: ``per_attempt`` (re-apply on every attempt: a signature carries a
-timestamp and the server refuses replays) and ``identity`` (a digest naming the credential, for
+resilient layer relies on: ``reapply`` (what must change on every later attempt of a call: a
+signature carries a timestamp and the server refuses replays; a token may have been refreshed)
+and ``identity`` (a digest naming the credential, for
 cache keys, never the secret itself). Every secret is registered for redaction.
 """
 
@@ -13,7 +14,7 @@ import hashlib
 import hmac
 import threading
 from collections import OrderedDict
-from typing import Any, ClassVar
+from typing import Any
 
 import requests
 from requests.auth import AuthBase
@@ -29,7 +30,6 @@ __all__ = ["ApiKeyAuth", "Auth", "BasicAuth", "BearerAuth", "HmacAuth", "OAuth2C
 class Auth(AuthBase):
     """Base class of the client's credentials."""
 
-    per_attempt: ClassVar[bool] = False
     identity: str = ""
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -39,6 +39,9 @@ class Auth(AuthBase):
     def apply(self, r: requests.PreparedRequest) -> None:
         """Add the credential to ``r``."""
         raise NotImplementedError
+
+    def reapply(self, r: requests.PreparedRequest) -> None:
+        """Refresh what must change between attempts of one call (after :meth:`apply`)."""
 
     def on_unauthorized(self, response: requests.Response) -> bool:
         """React to a 401; ``True`` when fresh credentials make one immediate resend worthwhile."""
@@ -135,6 +138,9 @@ class OAuth2ClientCredentials(Auth):
     def apply(self, r: requests.PreparedRequest) -> None:
         r.headers["Authorization"] = "Bearer " + self.token(r.url)
 
+    def reapply(self, r: requests.PreparedRequest) -> None:
+        self.apply(r)
+
     def token(self, request_url: str | None = None) -> str:
         """A valid access token, fetching one when there is none or it is about to expire."""
         with self._cond:
@@ -225,7 +231,6 @@ class HmacAuth(Auth):
     accepts +-300 s) until the signature is new. ``inner`` is applied first (e.g. an API key).
     """
 
-    per_attempt: ClassVar[bool] = True
     _MEMORY = 4096
     _MAX_AHEAD = 120
 
@@ -246,6 +251,15 @@ class HmacAuth(Auth):
     def apply(self, r: requests.PreparedRequest) -> None:
         if self.inner is not None:
             self.inner.apply(r)
+        self.sign(r)
+
+    def reapply(self, r: requests.PreparedRequest) -> None:
+        if self.inner is not None:
+            self.inner.reapply(r)
+        self.sign(r)
+
+    def sign(self, r: requests.PreparedRequest) -> None:
+        """Set ``X-Timestamp`` and a never-before-used ``X-Signature`` on ``r``."""
         body = r.body
         if body is None:
             raw = b""

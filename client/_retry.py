@@ -28,6 +28,7 @@ from ._exceptions import (
     RetriesExhausted,
     TransportError,
 )
+from ._redaction import redact_url
 from ._timeouts import Deadline
 
 __all__ = [
@@ -271,7 +272,10 @@ class RetryPolicy:
             if isinstance(error, HttpError) and not self.raise_on_exhausted:
                 return None
             raise RetriesExhausted(
-                f"gave up after {state.attempt} attempts: {error}", last=error, attempts=state.attempt
+                f"gave up after {state.attempt} attempts: {error}",
+                last=error,
+                attempts=state.attempt,
+                response=error.response,
             ) from error
         retry_after = error.retry_after if self.respect_retry_after and isinstance(error, HttpError) else None
         if retry_after is not None and (
@@ -284,6 +288,7 @@ class RetryPolicy:
                 f"the server asked to retry after {retry_after:.1f} s, beyond what is allowed: {error}",
                 last=error,
                 attempts=state.attempt,
+                response=error.response,
             ) from error
         delay = backoff(state.attempt, base=self.backoff_base, cap=self.backoff_cap, rng=rng)
         if retry_after is not None and retry_after > delay:
@@ -297,12 +302,13 @@ class RetryPolicy:
                 f"retry budget exhausted after {state.attempt} attempts: {error}",
                 last=error,
                 attempts=state.attempt,
+                response=error.response,
             ) from error
         state.upcoming_sleep = delay
         if self.hooks:
             details = RetryDetails(
                 method=state.method,
-                url=state.url,
+                url=redact_url(state.url),
                 attempt=state.attempt,
                 sleep=delay,
                 idle_for=state.idle_for,
