@@ -1,0 +1,310 @@
+"""The admin API (``/__admin``): fault rules, the journal, resets, compliance and metrics.
+
+JSON in and out; errors use the contract's error body, a bad rule is a 422 naming the field
+(``details: [{"loc": [...], "msg": ...}]``) and leaves the rules as they were. Access control
+is the layer's job: this app is only reached by callers it let through.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from .._errors import code_for
+from ._compliance import Thresholds, analyse
+from ._errors import FaultConfigError
+from ._journal import Filter
+from ._model import Rule
+from ._parse import parse_rule, parse_rules
+
+if TYPE_CHECKING:
+    from ._layer import FaultLayer
+
+_MAX_WAIT_S = 300.0
+
+
+class AdminError(Exception):
+    """An admin call that fails with a status and the contract's error body."""
+
+    def __init__(self, status: int, message: str, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.details = details
+
+
+def _error(status: int, message: str, details: list[dict[str, Any]] | None = None) -> JSONResponse:
+    error: dict[str, Any] = {"code": code_for(status), "message": message, "request_id": uuid.uuid4().hex}
+    if details is not None:
+        error["details"] = details
+    return JSONResponse({"error": error}, status_code=status)
+
+
+def _invalid(exc: FaultConfigError) -> AdminError:
+    return AdminError(422, str(exc), exc.details)
+
+
+async def _json(request: Request) -> Any:
+    raw = await request.body()
+    if not raw:
+        raise AdminError(400, "a JSON body is required")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise AdminError(400, f"the body is not valid JSON: {exc}") from None
+
+
+def _int_param(request: Request, name: str, lo: int, hi: int) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise AdminError(
+            422, f"{name}: must be an integer", [{"loc": [name], "msg": "must be an integer"}]
+        ) from None
+    if not lo <= value <= hi:
+        msg = f"must be {lo}..{hi}"
+        raise AdminError(422, f"{name}: {msg}", [{"loc": [name], "msg": msg}])
+    return value
+
+
+def _filter(params: Mapping[str, Any], loc: tuple[str, ...] = ()) -> Filter:
+    try:
+        return Filter.parse(params, loc)
+    except FaultConfigError as exc:
+        raise _invalid(exc) from None
+
+
+class Admin:
+    """Handlers of the admin API over one fault layer."""
+
+    def __init__(self, layer: FaultLayer) -> None:
+        self.layer = layer
+
+    # -- rules ----------------------------------------------------------------------------------
+
+    async def list_faults(self, request: Request) -> Response:
+        engine = self.layer.engine
+        return JSONResponse(
+            {
+                "seed": engine.seed,
+                "rules": [r.to_dict() for r in engine.rules],
+                "stats": {r.id: engine.stats(r.id) for r in engine.rules},
+            }
+        )
+
+    def _free_id(self, taken: set[str]) -> str:
+        n = len(taken) + 1
+        while f"rule-{n}" in taken:
+            n += 1
+        return f"rule-{n}"
+
+    async def add_faults(self, request: Request) -> Response:
+        body = await _json(request)
+        engine = self.layer.engine
+        taken = {r.id for r in engine.rules}
+        bulk = isinstance(body, Mapping) and "rules" in body
+        raw_rules = body["rules"] if bulk else [body]
+        if bulk:
+            extra = set(body) - {"rules"}
+            if extra:
+                name = sorted(extra)[0]
+                raise AdminError(422, f"{name}: unknown field", [{"loc": [name], "msg": "unknown field"}])
+            if not isinstance(raw_rules, list) or not raw_rules:
+                raise AdminError(
+                    422,
+                    "rules: must be a non-empty list",
+                    [{"loc": ["rules"], "msg": "must be a non-empty list"}],
+                )
+        new: list[Rule] = []
+        for i, raw in enumerate(raw_rules):
+            loc: tuple[str | int, ...] = ("rules", i) if bulk else ()
+            try:
+                rule = parse_rule(raw, loc, default_id=self._free_id(taken))
+            except FaultConfigError as exc:
+                raise _invalid(exc) from None
+            if rule.id in taken:
+                raise AdminError(409, f"rule {rule.id!r} exists; PUT /__admin/faults/{rule.id} replaces it")
+            taken.add(rule.id)
+            new.append(rule)
+        engine.add(new)
+        if bulk:
+            return JSONResponse({"rules": [r.to_dict() for r in new]}, status_code=201)
+        return JSONResponse(
+            new[0].to_dict(), status_code=201, headers={"Location": f"/__admin/faults/{new[0].id}"}
+        )
+
+    async def replace_faults(self, request: Request) -> Response:
+        body = await _json(request)
+        try:
+            rules = parse_rules(body)
+        except FaultConfigError as exc:
+            raise _invalid(exc) from None
+        engine = self.layer.engine
+        if rules.seed is not None:
+            engine.seed = self.layer.seed = rules.seed
+        engine.replace(rules.rules)
+        return JSONResponse({"seed": engine.seed, "rules": [r.to_dict() for r in engine.rules]})
+
+    async def get_fault(self, request: Request) -> Response:
+        rule = self.layer.engine.get(request.path_params["rule_id"])
+        if rule is None:
+            raise AdminError(404, f"no rule {request.path_params['rule_id']!r}")
+        return JSONResponse(rule.to_dict())
+
+    async def put_fault(self, request: Request) -> Response:
+        rule_id = request.path_params["rule_id"]
+        body = await _json(request)
+        if isinstance(body, Mapping) and "id" in body and body["id"] != rule_id:
+            msg = f"must be the id in the path ({rule_id!r}) or absent"
+            raise AdminError(422, f"id: {msg}", [{"loc": ["id"], "msg": msg}])
+        try:
+            rule = parse_rule(body, default_id=rule_id)
+        except FaultConfigError as exc:
+            raise _invalid(exc) from None
+        existed = self.layer.engine.put(rule)
+        return JSONResponse(rule.to_dict(), status_code=200 if existed else 201)
+
+    async def delete_fault(self, request: Request) -> Response:
+        rule_id = request.path_params["rule_id"]
+        if not self.layer.engine.delete(rule_id):
+            raise AdminError(404, f"no rule {rule_id!r}")
+        return Response(status_code=204)
+
+    async def reset_faults(self, request: Request) -> Response:
+        engine = self.layer.engine
+        engine.replace(self.layer.initial_rules.rules)
+        return JSONResponse({"seed": engine.seed, "rules": [r.to_dict() for r in engine.rules]})
+
+    # -- journal --------------------------------------------------------------------------------
+
+    def _query_filter(self, request: Request) -> Filter:
+        params = {k: v for k, v in request.query_params.items() if k != "limit"}
+        return _filter(params)
+
+    async def list_requests(self, request: Request) -> Response:
+        f = self._query_filter(request)
+        limit = _int_param(request, "limit", 1, self.layer.journal.size)
+        entries = self.layer.journal.select(f, limit)
+        return JSONResponse({"count": len(entries), "requests": [e.to_dict() for e in entries]})
+
+    async def count_requests(self, request: Request) -> Response:
+        return JSONResponse({"count": self.layer.journal.count(self._query_filter(request))})
+
+    async def wait_requests(self, request: Request) -> Response:
+        body = await _json(request)
+        if not isinstance(body, Mapping):
+            raise AdminError(422, "must be an object", [{"loc": [], "msg": "must be an object"}])
+        for key in body:
+            if key not in ("filter", "count", "timeout_s"):
+                raise AdminError(422, f"{key}: unknown field", [{"loc": [key], "msg": "unknown field"}])
+        raw_filter = body.get("filter") or {}
+        if not isinstance(raw_filter, Mapping):
+            raise AdminError(
+                422, "filter: must be an object", [{"loc": ["filter"], "msg": "must be an object"}]
+            )
+        f = _filter(raw_filter, ("filter",))
+        count = body.get("count", 1)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise AdminError(
+                422, "count: must be an integer >= 1", [{"loc": ["count"], "msg": "must be an integer >= 1"}]
+            )
+        timeout = body.get("timeout_s", 5.0)
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not 0 <= timeout <= _MAX_WAIT_S
+        ):
+            msg = f"must be a number 0..{_MAX_WAIT_S:g}"
+            raise AdminError(422, f"timeout_s: {msg}", [{"loc": ["timeout_s"], "msg": msg}])
+        arrived, seen = await self.layer.journal.wait(f, count, float(timeout))
+        if not arrived:
+            raise AdminError(408, f"{seen} of {count} matching requests arrived within {timeout:g} s")
+        entries = self.layer.journal.select(f)
+        return JSONResponse({"count": len(entries), "requests": [e.to_dict() for e in entries]})
+
+    async def clear_requests(self, request: Request) -> Response:
+        dropped = self.layer.journal.clear(request.query_params.get("session"))
+        return JSONResponse({"deleted": dropped})
+
+    # -- the rest -------------------------------------------------------------------------------
+
+    async def reset(self, request: Request) -> Response:
+        return JSONResponse(self.layer.reset(request.query_params.get("session")))
+
+    async def compliance(self, request: Request) -> Response:
+        thresholds = Thresholds(
+            max_attempts=_int_param(request, "max_attempts", 1, 1000) or 5,
+            outage_after=_int_param(request, "outage_after", 1, 1000) or 5,
+        )
+        report = analyse(
+            self.layer.journal, session=request.query_params.get("session"), thresholds=thresholds
+        )
+        return JSONResponse(report)
+
+    async def metrics(self, request: Request) -> Response:
+        layer = self.layer
+        text = layer.metrics.render(
+            rules=len(layer.engine.rules),
+            journal=len(layer.journal),
+            held=layer.held,
+            in_flight=layer.in_flight,
+        )
+        return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def index(self, request: Request) -> Response:
+        return JSONResponse(
+            {"endpoints": [f"{' '.join(sorted(r.methods or ()))} {r.path}" for r in _routes(self)]}
+        )
+
+
+def _routes(admin: Admin) -> list[Route]:
+    a = admin
+    return [
+        Route("/__admin", a.index, methods=["GET"]),
+        Route("/__admin/faults", a.list_faults, methods=["GET"]),
+        Route("/__admin/faults", a.add_faults, methods=["POST"]),
+        Route("/__admin/faults", a.replace_faults, methods=["PUT"]),
+        Route("/__admin/faults/reset", a.reset_faults, methods=["POST"]),
+        Route("/__admin/faults/{rule_id}", a.get_fault, methods=["GET"]),
+        Route("/__admin/faults/{rule_id}", a.put_fault, methods=["PUT"]),
+        Route("/__admin/faults/{rule_id}", a.delete_fault, methods=["DELETE"]),
+        Route("/__admin/requests", a.list_requests, methods=["GET"]),
+        Route("/__admin/requests", a.clear_requests, methods=["DELETE"]),
+        Route("/__admin/requests/count", a.count_requests, methods=["GET"]),
+        Route("/__admin/requests/wait", a.wait_requests, methods=["POST"]),
+        Route("/__admin/reset", a.reset, methods=["POST"]),
+        Route("/__admin/compliance", a.compliance, methods=["GET"]),
+        Route("/__admin/metrics", a.metrics, methods=["GET"]),
+    ]
+
+
+async def _on_admin_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AdminError)
+    return _error(exc.status, exc.message, exc.details)
+
+
+async def _on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return _error(404, f"no admin endpoint {request.method} {request.url.path}")
+    return _error(exc.status_code, str(exc.detail))
+
+
+def build_admin(layer: FaultLayer) -> ASGIApp:
+    """The admin ASGI app over ``layer``."""
+    return Starlette(
+        routes=_routes(Admin(layer)),
+        exception_handlers={AdminError: _on_admin_error, HTTPException: _on_http_error},
+    )

@@ -1,0 +1,250 @@
+"""Deciding, synchronously at arrival, which fault (if any) a request gets.
+
+Rules are tried in order. A rule that fires with a pure ``latency`` fault adds its delay and
+lets later rules fire too; the first rule that fires with any other fault decides the response
+and ends the search. So a preset's background latency stacks with a file's status faults.
+
+For each matching rule the request gets the next number ``n`` of that rule's counter in its
+session (``X-Mock-Session``; no header is a session of its own). ``after``, ``every_nth`` and the
+``sequence`` position follow from ``n``; the probability draw and the latency sample come from
+the counter-based generator keyed by (seed, rule id, session, ``n``). Nothing depends on timing
+but ``window``, so one session's schedule is the same whatever runs beside it.
+
+The hot path is kept lean: rules are indexed by method, globs are compiled once, and a request
+that matches nothing allocates nothing here.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from fnmatch import translate
+from typing import Any
+
+from starlette.datastructures import Headers
+
+from ._model import Fault, Rule, RuleSet
+from ._random import draws
+
+_HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+HEADER_RULE = "X-Mock-Fault"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the layer does with one request.
+
+    ``fault`` is the fault that decides the response (None: the API answers, perhaps after a
+    delay); ``rule`` its rule's id; ``delay_s`` the total injected latency; ``rules`` every rule
+    that fired, latency ones included.
+    """
+
+    fault: Fault | None
+    rule: str | None
+    delay_s: float
+    rules: tuple[str, ...]
+
+
+class _Counter:
+    __slots__ = ("matched", "fired")
+
+    def __init__(self) -> None:
+        self.matched = 0
+        self.fired = 0
+
+
+class _Compiled:
+    __slots__ = ("rule", "path", "tenant", "session", "headers", "added_at")
+
+    def __init__(self, rule: Rule, added_at: float) -> None:
+        self.rule = rule
+        m = rule.match
+        self.path: Callable[[str], Any] | None = re.compile(translate(m.path)).match if m.path else None
+        self.tenant = m.tenant
+        self.session = m.session
+        self.headers = m.headers
+        self.added_at = added_at
+
+    def matches(self, path: str, tenant: str | None, session: str | None, headers: Headers) -> bool:
+        if self.path is not None and self.path(path) is None:
+            return False
+        if self.tenant is not None and tenant != self.tenant:
+            return False
+        if self.session is not None and session != self.session:
+            return False
+        for name, value in self.headers:
+            if headers.get(name) != value:
+                return False
+        return True
+
+
+class Engine:
+    """The live rule set, its per-session counters, and the decisions they give."""
+
+    def __init__(self, rules: RuleSet, *, seed: int = 0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seed = seed
+        self._clock = clock
+        self._compiled: list[_Compiled] = []
+        self._by_method: dict[str, tuple[_Compiled, ...]] = {}
+        self._other: tuple[_Compiled, ...] = ()
+        self._counters: dict[tuple[str, str | None], _Counter] = {}
+        self._header_counters: dict[str | None, int] = {}
+        self.replace(rules.rules)
+
+    # -- the rule set ---------------------------------------------------------------------------
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        return tuple(c.rule for c in self._compiled)
+
+    def get(self, rule_id: str) -> Rule | None:
+        for c in self._compiled:
+            if c.rule.id == rule_id:
+                return c.rule
+        return None
+
+    def replace(self, rules: Iterable[Rule]) -> None:
+        """Load ``rules`` in place of every rule (all counters start again)."""
+        now = self._clock()
+        self._compiled = [_Compiled(rule, now) for rule in rules]
+        self._counters.clear()
+        self._header_counters.clear()
+        self._index()
+
+    def add(self, rules: Iterable[Rule]) -> None:
+        """Append new rules; the caller has checked that their ids are free."""
+        now = self._clock()
+        self._compiled.extend(_Compiled(rule, now) for rule in rules)
+        self._index()
+
+    def put(self, rule: Rule) -> bool:
+        """Replace the rule with ``rule.id`` in place (its counters and window start again), or
+        append it; whether it existed."""
+        now = self._clock()
+        self._forget(rule.id)
+        for i, c in enumerate(self._compiled):
+            if c.rule.id == rule.id:
+                self._compiled[i] = _Compiled(rule, now)
+                self._index()
+                return True
+        self._compiled.append(_Compiled(rule, now))
+        self._index()
+        return False
+
+    def delete(self, rule_id: str) -> bool:
+        before = len(self._compiled)
+        self._compiled = [c for c in self._compiled if c.rule.id != rule_id]
+        self._forget(rule_id)
+        self._index()
+        return len(self._compiled) != before
+
+    def reset_counters(self, session: str | None = None, *, all_sessions: bool = True) -> None:
+        """Start every counter again, or only one session's (``all_sessions=False``)."""
+        if all_sessions:
+            self._counters.clear()
+            self._header_counters.clear()
+            return
+        for key in [k for k in self._counters if k[1] == session]:
+            del self._counters[key]
+        self._header_counters.pop(session, None)
+
+    def stats(self, rule_id: str) -> dict[str, int]:
+        """How many requests a rule matched and fired on, over every session."""
+        matched = fired = 0
+        for (rid, _), counter in self._counters.items():
+            if rid == rule_id:
+                matched += counter.matched
+                fired += counter.fired
+        return {"matched": matched, "fired": fired}
+
+    def _forget(self, rule_id: str) -> None:
+        for key in [k for k in self._counters if k[0] == rule_id]:
+            del self._counters[key]
+
+    def _index(self) -> None:
+        compiled = self._compiled
+        self._by_method = {
+            method: tuple(
+                c for c in compiled if c.rule.match.methods is None or method in c.rule.match.methods
+            )
+            for method in _HTTP_METHODS
+        }
+        self._other = tuple(c for c in compiled if c.rule.match.methods is None)
+
+    # -- decisions ------------------------------------------------------------------------------
+
+    def decide(
+        self, method: str, path: str, tenant: str | None, session: str | None, headers: Headers
+    ) -> Decision | None:
+        """The decision for one arriving request; None when no rule fires."""
+        candidates = self._by_method.get(method, self._other)
+        if not candidates:
+            return None
+        delay = 0.0
+        fired: list[str] | None = None
+        now: float | None = None
+        for c in candidates:
+            if not c.matches(path, tenant, session, headers):
+                continue
+            rule = c.rule
+            if rule.window is not None:
+                if now is None:
+                    now = self._clock()
+                elapsed = now - c.added_at
+                if not rule.window.start_s <= elapsed < rule.window.start_s + rule.window.duration_s:
+                    continue
+            key = (rule.id, session)
+            counter = self._counters.get(key)
+            if counter is None:
+                counter = self._counters[key] = _Counter()
+            counter.matched += 1
+            n = counter.matched
+            fault = self._fault_for(rule, n, session)
+            if fault is None:
+                continue
+            if rule.times is not None and counter.fired >= rule.times:
+                continue
+            counter.fired += 1
+            if fired is None:
+                fired = []
+            fired.append(rule.id)
+            if fault.latency is not None:
+                delay += self._sample(fault, rule.id, session, n)
+            if fault.terminal:
+                return Decision(fault, rule.id, delay, tuple(fired))
+        if fired is None:
+            return None
+        return Decision(None, None, delay, tuple(fired))
+
+    def _fault_for(self, rule: Rule, n: int, session: str | None) -> Fault | None:
+        k = n - rule.after
+        if k <= 0:
+            return None
+        if rule.sequence is not None:
+            fault = rule.sequence[k - 1] if k <= len(rule.sequence) else None
+        else:
+            if rule.every_nth is not None and k % rule.every_nth:
+                return None
+            fault = rule.fault
+        if fault is None:
+            return None
+        if rule.probability < 1.0 and draws(self.seed, rule.id, session, n, "p")[0] >= rule.probability:
+            return None
+        return fault
+
+    def _sample(self, fault: Fault, rule_id: str, session: str | None, n: int) -> float:
+        latency = fault.latency
+        assert latency is not None
+        if latency.kind == "fixed":
+            return latency.a / 1000.0
+        u1, u2 = draws(self.seed, rule_id, session, n, "latency")
+        return latency.sample_ms(u1, u2) / 1000.0
+
+    def decide_header(self, fault: Fault, session: str | None) -> Decision:
+        """The decision for a fault asked for with ``X-Mock-Fault`` (rules are not consulted)."""
+        n = self._header_counters.get(session, 0) + 1
+        self._header_counters[session] = n
+        delay = self._sample(fault, HEADER_RULE, session, n) if fault.latency is not None else 0.0
+        return Decision(fault if fault.terminal else None, HEADER_RULE, delay, (HEADER_RULE,))
