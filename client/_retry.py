@@ -58,7 +58,7 @@ def backoff(attempt: int, *, base: float, cap: float, rng: random.Random) -> flo
     """
     if attempt < 1:
         raise ValueError(f"attempt must be at least 1, got {attempt}")
-    ceiling = cap if attempt > 64 else min(cap, base * (2 ** (attempt - 1)))
+    ceiling = min(cap, base * 2.0 ** min(attempt - 1, 1000))
     return rng.uniform(0.0, ceiling)
 
 
