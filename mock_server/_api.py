@@ -14,6 +14,7 @@ import binascii
 import contextlib
 import hashlib
 import hmac
+import itertools
 import json
 import re
 import time
@@ -73,6 +74,16 @@ def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = 
     return Response(dumps(obj), status_code=status, headers=headers, media_type=JSON)
 
 
+# Request ids need to be unique, not unpredictable: a per-process prefix and a counter cost
+# far less than uuid4 on every request.
+_RID_PREFIX = uuid.uuid4().hex[:12]
+_rid_counter = itertools.count(1)
+
+
+def new_request_id() -> str:
+    return f"{_RID_PREFIX}{next(_rid_counter):012x}"
+
+
 def request_id_of(scope: MutableMapping[str, Any], headers: Headers) -> str:
     """The request id the fault layer chose, else the client's if sane, else a new one."""
     state = scope.get("state")
@@ -83,7 +94,7 @@ def request_id_of(scope: MutableMapping[str, Any], headers: Headers) -> str:
     rid = headers.get("x-request-id")
     if rid and len(rid) <= 128 and rid.isascii() and rid.isprintable():
         return rid
-    return uuid.uuid4().hex
+    return new_request_id()
 
 
 def _day(text: str) -> date:
@@ -128,6 +139,8 @@ class Api:
         self._cache_control = f"private, max-age={config.cache_max_age}"
         self._idem_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._openapi = dumps(openapi_document(VERSION))
+        self._health_second = -1
+        self._health_body = b""
 
     # -- application ---------------------------------------------------------------------
     def app(self) -> Starlette:
@@ -213,9 +226,7 @@ class Api:
             try:
                 raw = await self._read_body(request) if body else b""
                 if auth:
-                    principal = self.auth.authenticate(
-                        headers, request.method, _path_with_query(request), raw
-                    )
+                    principal = self.auth.authenticate(headers, request.method, request.scope, raw)
                     verdict = self.limiter.take(
                         principal.credential, headers.get("x-mock-session"), principal.tenant.rate_limit
                     )
@@ -228,11 +239,17 @@ class Api:
                         )
                 response = await handler(request, principal, raw, rid)  # type: ignore[arg-type]
             except ApiError as exc:
+                if limit_headers is not None:
+                    exc.headers.update(limit_headers)
                 response = error_response(exc, rid)
-            out = response.headers
-            out["X-Request-ID"] = rid
-            if limit_headers is not None:
-                out.update(limit_headers)
+            else:
+                # Appending raw headers skips MutableHeaders' scan: this runs on every request.
+                raw_headers = response.raw_headers
+                raw_headers.append((b"x-request-id", rid.encode("latin-1")))
+                if limit_headers is not None:
+                    raw_headers.extend(
+                        (k.encode("latin-1"), v.encode("latin-1")) for k, v in limit_headers.items()
+                    )
             if principal is not None:
                 self.traffic.record(
                     principal.tenant.name, name, response.status_code, started, self.clock() - t0
@@ -264,7 +281,13 @@ class Api:
 
     # -- public endpoints ----------------------------------------------------------------
     async def health(self, request: Request, _p: Principal, _raw: bytes, _rid: str) -> Response:
-        return json_response({"status": "ok", "version": VERSION, "timestamp": _now_iso(self.wall())})
+        # The body changes once a second; build it once a second.
+        second = int(self.wall())
+        if second != self._health_second:
+            stamp = _now_iso(second)
+            self._health_body = dumps({"status": "ok", "version": VERSION, "timestamp": stamp})
+            self._health_second = second
+        return Response(self._health_body, media_type=JSON)
 
     async def openapi(self, request: Request, _p: Principal, _raw: bytes, _rid: str) -> Response:
         return Response(self._openapi, media_type=JSON)
@@ -610,11 +633,3 @@ def _by_method(
         return await handlers[request.method](request)
 
     return endpoint
-
-
-def _path_with_query(request: Request) -> str:
-    scope = request.scope
-    raw = scope.get("raw_path")
-    path = raw.decode("latin-1") if raw else scope["path"]
-    query = scope.get("query_string", b"")
-    return f"{path}?{query.decode('latin-1')}" if query else path

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.datastructures import Headers
 
@@ -32,9 +34,18 @@ class Principal:
     credential: str
 
 
+@functools.lru_cache(maxsize=4096)
 def _credential_id(kind: str, secret: str) -> str:
     # Buckets and logs need a stable name for a credential that is not the credential.
     return f"{kind}:{hashlib.sha256(secret.encode()).hexdigest()[:16]}"
+
+
+def path_with_query(scope: MutableMapping[str, Any]) -> str:
+    """The path and query as sent, which a request signature covers."""
+    raw = scope.get("raw_path")
+    path = raw.decode("latin-1") if raw else scope["path"]
+    query = scope.get("query_string", b"")
+    return f"{path}?{query.decode('latin-1')}" if query else path
 
 
 def signature_base(method: str, path_with_query: str, timestamp: str, body: bytes) -> bytes:
@@ -113,11 +124,16 @@ class Authenticator:
             return entry[1].name if entry else None
         return None
 
-    def authenticate(self, headers: Headers, method: str, path_with_query: str, body: bytes) -> Principal:
+    def authenticate(
+        self, headers: Headers, method: str, target: str | MutableMapping[str, Any], body: bytes
+    ) -> Principal:
+        """The caller, or a 401. ``target`` is the path with query, or the ASGI scope to read it
+        from: it is only needed to check a signature, so unsigned requests never build it."""
         principal = self._credential(headers)
         signature = headers.get("x-signature")
         if signature is not None:
-            signed_by = self._verify_signature(headers, signature, method, path_with_query, body, principal)
+            path = target if isinstance(target, str) else path_with_query(target)
+            signed_by = self._verify_signature(headers, signature, method, path, body, principal)
             if principal is None:
                 principal = Principal(signed_by, f"sig:{signed_by.name}")
         if principal is None:

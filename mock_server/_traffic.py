@@ -7,6 +7,7 @@ dict entry. Latency samples live in a bounded ring per tenant for ``/analytics/p
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
@@ -16,8 +17,14 @@ from typing import Any
 TIMEFRAMES = {"1m": 60, "5m": 300, "1h": 3600, "24h": 86400}
 
 
+@functools.lru_cache(maxsize=64)
+def _day_name(day_number: int) -> str:
+    return datetime.fromtimestamp(day_number * 86400, UTC).date().isoformat()
+
+
 def day_of(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).date().isoformat()
+    """The UTC date of ``ts``; cached by day, since every request asks."""
+    return _day_name(int(ts // 86400))
 
 
 class Traffic:
@@ -40,7 +47,9 @@ class Traffic:
         return rows
 
     def pending_for(self, tenant: str, first: str, last: str) -> list[tuple[str, str, int, int]]:
-        return [(d, e, s, n) for (t, d, e, s), n in self.pending.items() if t == tenant and first <= d <= last]
+        return [
+            (d, e, s, n) for (t, d, e, s), n in self.pending.items() if t == tenant and first <= d <= last
+        ]
 
     def performance(self, tenant: str, timeframe: str) -> dict[str, Any]:
         window = TIMEFRAMES[timeframe]
