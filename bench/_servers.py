@@ -41,7 +41,7 @@ def process(args: list[str], port: int, env: dict[str, str] | None = None) -> It
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(
                         f"{args} did not start: {proc.stderr.read().decode() if proc.stderr else ''}"
-                    )
+                    ) from None
                 time.sleep(0.05)
         yield url
     finally:
