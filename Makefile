@@ -23,7 +23,7 @@ check: $(STAMP)
 	$(BIN)/mypy
 
 demo: $(STAMP)
-	$(BIN)/python -m load_tests demo
+	$(BIN)/python -m mock_server serve --db :memory:
 
 serve: $(STAMP)
 	$(BIN)/python -m mock_server serve
