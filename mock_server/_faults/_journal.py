@@ -106,20 +106,32 @@ class Entry:
         }
 
 
-_FILTER_KEYS = ("method", "path", "status", "session", "tenant", "fault", "rule", "request_id", "since")
+_FILTER_KEYS = (
+    "method",
+    "path",
+    "status",
+    "outcome",
+    "session",
+    "tenant",
+    "fault",
+    "rule",
+    "request_id",
+    "since",
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Filter:
     """Which journal entries to select; None selects anything.
 
-    ``path`` is a glob; ``status`` an exact code or a class such as ``5xx``; ``fault`` a fault
-    type or a rule id (``none`` for requests that were not faulted); ``since`` epoch seconds.
+    ``path`` is a glob; ``status`` an exact code or a class such as ``5xx``; ``outcome`` one of the entry
+    outcomes (``response``, ``reset``...); ``fault`` a fault type or a rule id (``none`` for requests that were not faulted); ``since`` epoch seconds.
     """
 
     method: str | None = None
     path: str | None = None
     status: str | None = None
+    outcome: str | None = None
     session: str | None = None
     tenant: str | None = None
     fault: str | None = None
@@ -130,7 +142,7 @@ class Filter:
     @property
     def needs_completion(self) -> bool:
         """Whether the filter looks at the response, so an entry can only match once completed."""
-        return self.status is not None
+        return self.status is not None or self.outcome is not None
 
     @classmethod
     def parse(cls, params: Mapping[str, Any], loc: tuple[str, ...] = ()) -> Filter:
@@ -203,6 +215,8 @@ class _CompiledFilter:
             elif f.fault != e.fault and f.fault not in e.rules:
                 return False
         if f.rule is not None and f.rule not in e.rules:
+            return False
+        if f.outcome is not None and e.outcome != f.outcome:
             return False
         if f.status is not None:
             if e.status is None:

@@ -384,10 +384,10 @@ def parse_fault_header(value: str) -> Fault:
         field_name = argument_field[ftype]
         obj[field_name] = main if field_name == "content_type" else _header_number(main, (HEADER, ftype))
     for key, given in items.items():
-        if key == ftype:
+        if key == ftype and types:
             continue
         if given is None or given == "":
-            raise FaultConfigError((HEADER, key), "needs a given")
+            raise FaultConfigError((HEADER, key), "needs a value")
         if key == "latency":
             lat = _header_latency(given)
             if ftype == "latency":
