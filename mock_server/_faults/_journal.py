@@ -124,8 +124,9 @@ _FILTER_KEYS = (
 class Filter:
     """Which journal entries to select; None selects anything.
 
-    ``path`` is a glob; ``status`` an exact code or a class such as ``5xx``; ``outcome`` one of the entry
-    outcomes (``response``, ``reset``...); ``fault`` a fault type or a rule id (``none`` for requests that were not faulted); ``since`` epoch seconds.
+    ``path`` is a glob; ``status`` an exact code or a class such as ``5xx``; ``outcome`` one of
+    the entry outcomes (``response``, ``reset``...); ``fault`` a fault type or a rule id
+    (``none``: requests that were not faulted); ``since`` epoch seconds or ISO-8601.
     """
 
     method: str | None = None
