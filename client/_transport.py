@@ -385,7 +385,7 @@ class Pipeline:
             except ApiError as final:
                 if isinstance(final, RetriesExhausted) and "budget" in final.message:
                     self.metrics.incr("budget_refusals")
-                return self._fail(final, response, entry, started, state, request_id, waited)
+                return self._fail(final, None, entry, started, state, request_id, waited)
             if delay is None:
                 return self._fail(error, response, entry, started, state, request_id, waited)
             if response is not None:

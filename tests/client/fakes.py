@@ -68,9 +68,7 @@ class FakeAdapter(BaseAdapter):
         self.latency = latency
 
     def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
-        self.sent.append(
-            Sent(request.method, request.url, dict(request.headers), request.body, timeout)
-        )
+        self.sent.append(Sent(request.method, request.url, dict(request.headers), request.body, timeout))
         if self.clock is not None and self.latency:
             self.clock.advance(self.latency)
         item = self.script.pop(0) if len(self.script) > 1 else self.script[0]

@@ -114,7 +114,8 @@ def test_last_modified_revalidation(make_session, clock):
 def test_changed_resource_replaces_entry(make_session, clock):
     """A 200 to a conditional request replaces the stored response."""
     s, a = make_session(
-        ok({"v": 1}, Cache_Control="max-age=1", ETag='"e1"'), ok({"v": 2}, Cache_Control="max-age=60", ETag='"e2"')
+        ok({"v": 1}, Cache_Control="max-age=1", ETag='"e1"'),
+        ok({"v": 2}, Cache_Control="max-age=60", ETag='"e2"'),
     )
     s.get(URL)
     clock.advance(2)
@@ -176,7 +177,11 @@ def test_unsafe_method_invalidates_the_url_and_location(make_session):
     s, a = make_session(ok({"v": 1}, Cache_Control="max-age=60"))
     s.get(URL)
     s.get("http://api.test/profiles/demo/p2")
-    a.script = [ok({"v": 2}), ok({}, 201, Location="/profiles/demo/p2"), ok({"v": 3}, Cache_Control="max-age=60")]
+    a.script = [
+        ok({"v": 2}),
+        ok({}, 201, Location="/profiles/demo/p2"),
+        ok({"v": 3}, Cache_Control="max-age=60"),
+    ]
     s.put(URL, json={"hrv_vector": []})
     s.post("http://api.test/profiles", json={})
     n = a.count
@@ -208,7 +213,9 @@ def test_stale_if_error_serves_the_stale_entry(make_session, clock):
 
 def test_stale_if_error_has_a_limit(make_session, clock):
     """Past stale_if_error the failure shows."""
-    s, _ = make_session(ok({"v": 1}, Cache_Control="max-age=10"), error(500), policies=policies(stale_if_error=5))
+    s, _ = make_session(
+        ok({"v": 1}, Cache_Control="max-age=10"), error(500), policies=policies(stale_if_error=5)
+    )
     s.get(URL)
     clock.advance(20)
     with pytest.raises(RetriesExhausted):
@@ -226,7 +233,9 @@ def test_response_stale_if_error_directive_is_honoured(make_session, clock):
 def test_must_revalidate_forbids_stale_on_error(make_session, clock):
     """must-revalidate: a stale entry is never served, even when the origin fails."""
     s, _ = make_session(
-        ok({"v": 1}, Cache_Control="max-age=10, must-revalidate"), error(500), policies=policies(stale_if_error=60)
+        ok({"v": 1}, Cache_Control="max-age=10, must-revalidate"),
+        error(500),
+        policies=policies(stale_if_error=60),
     )
     s.get(URL)
     clock.advance(20)

@@ -20,7 +20,11 @@ _ABSTRACT_FALLBACK = "request failed"
 
 def _classes(module: object, base: type[BaseException]) -> list[type[BaseException]]:
     return sorted(
-        {c for _, c in inspect.getmembers(module, inspect.isclass) if issubclass(c, base) and not issubclass(c, Warning)},
+        {
+            c
+            for _, c in inspect.getmembers(module, inspect.isclass)
+            if issubclass(c, base) and not issubclass(c, Warning)
+        },
         key=lambda c: c.__name__,
     )
 
@@ -86,7 +90,9 @@ def test_every_urllib3_exception_is_mapped(cls):
         pytest.param(requests.exceptions.ConnectTimeout("t"), ex.ConnectTimeout, False, id="connect-timeout"),
         pytest.param(requests.exceptions.ReadTimeout("t"), ex.ReadTimeout, True, id="read-timeout"),
         pytest.param(
-            requests.exceptions.ConnectionError(u3.MaxRetryError(None, "/", u3.NewConnectionError(None, "refused"))),
+            requests.exceptions.ConnectionError(
+                u3.MaxRetryError(None, "/", u3.NewConnectionError(None, "refused"))
+            ),
             ex.ConnectionFailed,
             False,
             id="refused-not-sent",
@@ -98,7 +104,9 @@ def test_every_urllib3_exception_is_mapped(cls):
             id="reset-after-send",
         ),
         pytest.param(requests.exceptions.SSLError("tls"), ex.ConnectionFailed, False, id="tls"),
-        pytest.param(requests.exceptions.ChunkedEncodingError("cut"), ex.ConnectionFailed, True, id="truncated"),
+        pytest.param(
+            requests.exceptions.ChunkedEncodingError("cut"), ex.ConnectionFailed, True, id="truncated"
+        ),
     ],
 )
 def test_transport_errors_know_whether_the_request_was_sent(exc, expected, sent):
@@ -184,12 +192,21 @@ def test_status_maps_to_http_error_subclass(status, cls):
     r = requests.Response()
     r.status_code = status
     r._content = json.dumps(
-        {"error": {"code": "x", "message": "m", "request_id": "rid-9", "details": [{"loc": ["a"], "msg": "b"}]}}
+        {
+            "error": {
+                "code": "x",
+                "message": "m",
+                "request_id": "rid-9",
+                "details": [{"loc": ["a"], "msg": "b"}],
+            }
+        }
     ).encode()
     err = ex.error_for_response(r, retry_after=2.0)
     assert type(err) is cls
     assert (err.status, err.request_id, err.code, err.retry_after) == (status, "rid-9", "x", 2.0)
-    assert err.body == {"error": {"code": "x", "message": "m", "request_id": "rid-9", "details": [{"loc": ["a"], "msg": "b"}]}}
+    assert err.body == {
+        "error": {"code": "x", "message": "m", "request_id": "rid-9", "details": [{"loc": ["a"], "msg": "b"}]}
+    }
     assert err.details == [{"loc": ["a"], "msg": "b"}]
 
 

@@ -64,7 +64,9 @@ def test_reservations_queue_waiters_in_order():
     """Waiters that have not woken yet reserve successive slots instead of all waking at once."""
     clock = FakeClock()
     recorded: list[float] = []
-    b = TokenBucket(RateLimitPolicy(rate=1, burst=1, clock=clock, wall_clock=clock.wall, sleep=recorded.append))
+    b = TokenBucket(
+        RateLimitPolicy(rate=1, burst=1, clock=clock, wall_clock=clock.wall, sleep=recorded.append)
+    )
     assert [b.acquire() for _ in range(4)] == pytest.approx([0.0, 1.0, 2.0, 3.0])
     assert recorded == pytest.approx([1.0, 2.0, 3.0])
 

@@ -111,7 +111,9 @@ def test_idempotent_methods_retry_on_retryable_status():
 
 def test_non_retryable_status_is_handed_back():
     """A 400 is not retried."""
-    assert policy().next_sleep(state(), BadRequest("x", status=400), deadline=FAR, rng=random.Random()) is None
+    assert (
+        policy().next_sleep(state(), BadRequest("x", status=400), deadline=FAR, rng=random.Random()) is None
+    )
 
 
 def test_unsafe_method_without_key_is_not_retried_after_sending():
