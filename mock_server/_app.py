@@ -1,4 +1,4 @@
-"""Assembles one fake: the API app wrapped by the fault layer."""
+"""Assembles one fake: the API app wrapped by the fault layer (rules, journal, admin API)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,40 @@ from starlette.types import ASGIApp
 
 from ._api import Api
 from ._config import ServerConfig
+from ._faults import FaultLayer, RuleSet, load_rules, preset
 
 
-def build(config: ServerConfig, *, clock: Callable[[], float] = time.monotonic,
-          wall: Callable[[], float] = time.time) -> tuple[ASGIApp, Api]:
-    """The ASGI app for ``config`` and the API object behind it (for tests and tools)."""
+def start_rules(config: ServerConfig) -> RuleSet:
+    """The rules a fake starts with: the fault file's, then the preset's."""
+    rules = RuleSet()
+    if config.faults:
+        rules = rules + load_rules(config.faults)
+    if config.preset:
+        rules = rules + preset(config.preset)
+    return rules
+
+
+def build(
+    config: ServerConfig,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    wall: Callable[[], float] = time.time,
+) -> tuple[FaultLayer, Api]:
+    """The ASGI app for ``config`` and the API behind it; raises ConfigError naming a bad field."""
     api = Api(config, clock=clock, wall=wall)
-    return api.app(), api
+    layer = FaultLayer(
+        api.app(),
+        rules=start_rules(config),
+        seed=config.seed,
+        allow_fault_header=config.allow_fault_header,
+        admin_token=config.admin_token,
+        journal_size=config.journal_size,
+        tenant_of=api.auth.tenant_of,
+        on_reset=api.limiter.reset,
+        clock=clock,
+        wall=wall,
+    )
+    return layer, api
 
 
 def create_app(config: ServerConfig | None = None) -> ASGIApp:

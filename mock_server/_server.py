@@ -9,9 +9,10 @@ from types import TracebackType
 
 import uvicorn
 
-from ._app import build
 from ._api import Api
+from ._app import build
 from ._config import ServerConfig
+from ._faults import UVICORN_HTTP
 
 
 def uvicorn_config(config: ServerConfig) -> uvicorn.Config:
@@ -25,6 +26,8 @@ def _uvicorn(app: object, config: ServerConfig) -> uvicorn.Config:
         host=config.host,
         port=config.port,
         lifespan="on",
+        # uvicorn's h11 protocol, letting the fault layer reach the socket for resets.
+        http=UVICORN_HTTP,
         access_log=config.access_log,
         log_level="warning",
         timeout_keep_alive=30,
@@ -42,7 +45,8 @@ class ServerThread:
     def __init__(self, config: ServerConfig | None = None, *, port: int = 0) -> None:
         # Port 0: the OS picks a free one, so parallel test runs never collide.
         self.config = replace(config or ServerConfig(db=":memory:"), port=port)
-        app, self.api = build(self.config)
+        self.app, self.api = build(self.config)
+        app = self.app
         self._server = uvicorn.Server(_uvicorn(app, self.config))
         self._thread = threading.Thread(target=self._run, name="mock-server", daemon=True)
         self._error: BaseException | None = None
@@ -81,8 +85,9 @@ class ServerThread:
     def __enter__(self) -> ServerThread:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
 
