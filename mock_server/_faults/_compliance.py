@@ -224,7 +224,12 @@ def _sweep(
     for when, kind, e in events:
         if kind == 0:
             if e.ratelimit_remaining == 0 and e.ratelimit_reset_at is not None:
-                blocked_until = max(blocked_until, e.ratelimit_reset_at)
+                # The reset is whole epoch seconds, rounded up: the limit may lift up to 1 s
+                # sooner, and a Retry-After on the same response is permission to come back.
+                until = e.ratelimit_reset_at - 1.0
+                if e.retry_after_s is not None:
+                    until = min(until, e.finished_at + e.retry_after_s)
+                blocked_until = max(blocked_until, until)
             if e.outcome == "cancelled":
                 continue
             failures_in_a_row = failures_in_a_row + 1 if e.failed else 0
