@@ -4,6 +4,7 @@ Start it with ``python -m mock_server serve`` or, in tests, with :class:`ServerT
 or the ``mock_server`` pytest fixture.
 """
 
+from ._admin_client import AdminClient, AdminError
 from ._app import build, create_app
 from ._config import ServerConfig
 from ._server import ServerThread
@@ -11,6 +12,8 @@ from ._tenants import DEFAULT_TENANTS, RateLimit, Tenant, load_tenants
 from .exceptions import ConfigError, MockServerError
 
 __all__ = [
+    "AdminClient",
+    "AdminError",
     "DEFAULT_TENANTS",
     "ConfigError",
     "MockServerError",

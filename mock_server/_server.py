@@ -9,6 +9,7 @@ from types import TracebackType
 
 import uvicorn
 
+from ._admin_client import AdminClient
 from ._api import Api
 from ._app import build
 from ._config import ServerConfig
@@ -51,6 +52,14 @@ class ServerThread:
         self._thread = threading.Thread(target=self._run, name="mock-server", daemon=True)
         self._error: BaseException | None = None
         self.url = ""
+        self._admin: AdminClient | None = None
+
+    @property
+    def admin(self) -> AdminClient:
+        """A client of this fake's admin API (faults, journal, compliance)."""
+        if self._admin is None:
+            self._admin = AdminClient(self.url, token=self.config.admin_token)
+        return self._admin
 
     @property
     def port(self) -> int:
