@@ -324,3 +324,33 @@ def test_reset_under_the_stock_h11_protocol(serve_faults):
     with pytest.raises(requests.ConnectionError) as info:
         requests.get(plain.url + "/hello", timeout=5)
     assert "reset" in str(info.value).lower()
+
+
+def test_uvicorn_http_puts_the_transport_in_the_scope():
+    """UVICORN_HTTP hands each request's transport to the app under scope["extensions"]."""
+    import asyncio
+    import time
+
+    import uvicorn
+
+    seen: list[object] = []
+
+    async def app(scope, receive, send):
+        seen.append(scope["extensions"]["mock_server.transport"]["transport"])
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    server = uvicorn.Server(
+        uvicorn.Config(app, port=0, lifespan="off", http=UVICORN_HTTP, log_level="warning")
+    )
+    thread = threading.Thread(target=asyncio.run, args=(server.serve(),), daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.005)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        assert requests.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 204
+    finally:
+        server.should_exit = True
+        thread.join(5)
+    assert isinstance(seen[0], asyncio.Transport)
