@@ -14,6 +14,7 @@ so that an admin reset can release them at once: a released request gets a 503.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import ipaddress
 import math
@@ -37,7 +38,7 @@ from ._parse import parse_fault_header
 TenantOf = Callable[[Headers], str | None]
 OnReset = Callable[[str | None], None]
 
-_ELAPSED, _GONE, _CANCELLED = "elapsed", "gone", "cancelled"
+_ELAPSED, _GONE, _CANCELLED, _SHUTDOWN = "elapsed", "gone", "cancelled", "shutdown"
 _LOOPBACK_NAMES = frozenset({"localhost", "testclient"})
 
 
@@ -247,9 +248,12 @@ class FaultLayer:
 
     # -- holding requests -----------------------------------------------------------------------
 
-    async def _hold(self, delay_s: float | None, session: str | None, receive: Receive | None = None) -> str:
+    async def _hold(
+        self, delay_s: float | None, session: str | None, scope: Scope, receive: Receive | None = None
+    ) -> str:
         """Wait ``delay_s`` (None: forever); ``elapsed``, or ``cancelled`` by an admin reset, or
-        ``gone`` when ``receive`` is given and the client disconnects first."""
+        ``shutdown`` when the server stops, or ``gone`` when ``receive`` is given and the client
+        disconnects first."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[str] = loop.create_future()
         timer = loop.call_later(delay_s, _resolve, fut, _ELAPSED) if delay_s is not None else None
@@ -258,10 +262,15 @@ class FaultLayer:
             watcher = loop.create_task(_inject.until_disconnect(receive))
             watcher.add_done_callback(lambda _: _resolve(fut, _GONE))
         self._held[fut] = session
+        extension = _transport.extension_of(scope)
+        if extension is not None:
+            extension["release"] = functools.partial(_resolve, fut, _SHUTDOWN)
         try:
             return await fut
         finally:
             self._held.pop(fut, None)
+            if extension is not None:
+                extension.pop("release", None)
             if timer is not None:
                 timer.cancel()
             if watcher is not None and not watcher.done():
@@ -285,9 +294,11 @@ class FaultLayer:
     async def _inject(
         self, decision: Decision, entry: Entry, scope: Scope, receive: Receive, send: Send
     ) -> None:
-        if decision.delay_s > 0 and await self._hold(decision.delay_s, entry.session) == _CANCELLED:
-            await self._answer_cancelled(entry, send)
-            return
+        if decision.delay_s > 0:
+            held = await self._hold(decision.delay_s, entry.session, scope)
+            if held != _ELAPSED:
+                await self._answer_cancelled(entry, send, held)
+                return
         fault = decision.fault
         if fault is None:
             await self.app(scope, receive, self._observing(entry, send))
@@ -328,9 +339,9 @@ class FaultLayer:
         if not await _inject.drain(receive):
             entry.outcome = "client_gone"
             return
-        outcome = await self._hold(fault.hang_s, entry.session, receive)
-        if outcome == _CANCELLED:
-            await self._answer_cancelled(entry, send)
+        outcome = await self._hold(fault.hang_s, entry.session, scope, receive)
+        if outcome in (_CANCELLED, _SHUTDOWN):
+            await self._answer_cancelled(entry, send, outcome)
         elif outcome == _GONE:
             entry.outcome = "client_gone"
         else:
@@ -392,7 +403,7 @@ class FaultLayer:
             if transport is not None and transport.is_closing():
                 entry.outcome = "client_gone"
                 return False
-            if await self._hold(pause, entry.session) == _CANCELLED:
+            if await self._hold(pause, entry.session, scope) != _ELAPSED:
                 entry.outcome = "cancelled"
                 if transport is not None:
                     _transport.close(transport)
@@ -400,8 +411,9 @@ class FaultLayer:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return True
 
-    async def _answer_cancelled(self, entry: Entry, send: Send) -> None:
-        fault = Fault("status", status=503, message="request cancelled by an admin reset")
+    async def _answer_cancelled(self, entry: Entry, send: Send, why: str) -> None:
+        message = "the server is shutting down" if why == _SHUTDOWN else "request cancelled by an admin reset"
+        fault = Fault("status", status=503, message=message)
         status, headers, body = _inject.status_response(fault, entry.request_id, self.wall())
         entry.status, entry.outcome = status, "cancelled"
         await _inject.send_response(send, status, headers, body)

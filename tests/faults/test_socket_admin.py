@@ -342,3 +342,18 @@ def test_admin_is_loopback_only_without_a_token(host, status):
     assert got == status
     if status == 403:
         assert b'"forbidden"' in body
+
+
+def test_server_shutdown_releases_held_requests(serve_faults):
+    """Stopping the server ends a request held by a long delay instead of waiting it out."""
+    server = serve_faults({"rules": [{"id": "slow", "fault": {"type": "latency", "fixed_ms": 60_000}}]})
+    statuses: list[int] = []
+    thread = threading.Thread(
+        target=lambda: statuses.append(requests.get(server.url + "/hello", timeout=30).status_code)
+    )
+    thread.start()
+    assert server.admin("POST", "/requests/wait", json={"count": 1, "timeout_s": 5}).status_code == 200
+    server.stop()
+    thread.join(10)
+    assert not server.thread.is_alive()
+    assert statuses == [503]
