@@ -45,3 +45,14 @@ def provider_url(request: pytest.FixtureRequest) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def api_key(request: pytest.FixtureRequest) -> str:
     return str(request.config.getoption("--api-key"))
+
+
+@pytest.fixture(scope="session")
+def fake() -> Iterator[ServerThread]:
+    """The local fake the client properties run against (always local: they steer its faults
+    and read its journal). Limits are roomy: the limiter properties bring their own."""
+    roomy = tuple(
+        replace(t, rate_limit=RateLimit(per_minute=600_000, burst=100_000)) for t in DEFAULT_TENANTS
+    )
+    with ServerThread(ServerConfig(db=":memory:", tenants=roomy, journal_size=100_000)) as server:
+        yield server
