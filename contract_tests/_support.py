@@ -11,7 +11,7 @@ import itertools
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -122,9 +122,14 @@ class RecordingAdapter(HTTPAdapter):
         return response
 
 
+Answer = tuple[int, Mapping[str, str]] | BaseException
+Step = Answer | Callable[[FakeClock], Answer]
+
+
 class CannedAdapter(BaseAdapter):
     """Answers from a script instead of the network; a script entry is a status and headers,
-    or an exception to raise. Past the script's end it repeats the last entry."""
+    an exception to raise, or a function of the clock giving either. Past the script's end it
+    repeats the last entry."""
 
     def __init__(
         self, clock: FakeClock, script: Sequence[tuple[int, Mapping[str, str]] | BaseException]
@@ -147,6 +152,8 @@ class CannedAdapter(BaseAdapter):
             )
         )
         step = self.script[min(len(self.sent) - 1, len(self.script) - 1)]
+        if callable(step):
+            step = step(self.clock)
         if isinstance(step, BaseException):
             raise step
         status, headers = step

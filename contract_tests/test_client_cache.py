@@ -1,0 +1,142 @@
+"""Property 6: the private cache. It never serves one credential's entry to another, never
+stores ``no-store``, never serves a stale entry without going back to the origin (unless
+stale-if-error is on and the origin fails), and unsafe methods always reach the server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from client import CachePolicy, FakeClock, Policies, RetryPolicy, Timeouts
+from mock_server import ServerThread
+
+from ._support import CannedAdapter, client_session, fake_clock
+
+URL = "http://upstream.invalid/profiles/demo/p"
+CREDENTIALS = [{"X-API-Key": "demo-key"}, {"X-API-Key": "acme-key"}, {"Authorization": "Bearer demo-key"}]
+DIRECTIVES = st.sampled_from(
+    [
+        "max-age=10",
+        "private, max-age=30",
+        "max-age=0",
+        "no-store",
+        "no-cache",
+        "max-age=5, must-revalidate",
+        "max-age=60",
+    ]
+)
+ACTIONS = st.one_of(
+    st.tuples(st.just("get"), st.integers(0, 2), DIRECTIVES),
+    st.tuples(st.sampled_from(["put", "delete", "post"]), st.integers(0, 2), DIRECTIVES),
+    st.tuples(st.just("wait"), st.sampled_from([0.4, 3.3, 7.7, 31.1]), st.just("")),
+)
+
+
+@dataclass
+class Stored:
+    at: float
+    max_age: float
+    no_cache: bool
+
+
+def _lifetime(directive: str) -> Stored | None:
+    parts = {p.strip().split("=")[0]: p.strip() for p in directive.split(",")}
+    if "no-store" in parts:
+        return None
+    max_age = float(parts["max-age"].split("=")[1]) if "max-age" in parts else 0.0
+    return Stored(0.0, max_age, "no-cache" in parts)
+
+
+@given(actions=st.lists(ACTIONS, min_size=1, max_size=25))
+def test_cache_never_serves_what_it_must_not(actions: list[tuple[str, Any, str]]) -> None:
+    """Against a model of what may be reused, every request that must reach the origin does."""
+    clock = fake_clock()
+    pending: list[str] = ["max-age=10"]
+
+    def reply(_: FakeClock) -> tuple[int, dict[str, str]]:
+        return 200, {"Cache-Control": pending[0], "ETag": '"e1"'}
+
+    adapter = CannedAdapter(clock, [reply])
+    policies = Policies(
+        retry=RetryPolicy(attempts=1, budget=None),
+        breaker=None,
+        limiter=None,
+        cache=CachePolicy(),
+        timeouts=Timeouts(read=5, total=None),
+    )
+    session, _ = client_session(policies, clock, adapter=adapter)
+    model: dict[int, Stored] = {}
+    for kind, arg, directive in actions:
+        if kind == "wait":
+            clock.advance(arg)
+            continue
+        pending[0] = directive
+        before = len(adapter.sent)
+        credential = CREDENTIALS[arg]
+        if kind == "get":
+            stored = model.get(arg)
+            must_reach = stored is None or stored.no_cache or clock.clock() - stored.at >= stored.max_age
+            response = session.get(URL, headers=credential)
+            reached = len(adapter.sent) > before
+            if must_reach:
+                assert reached, f"served from cache without going to the origin: {stored}"
+            if reached:
+                fresh = _lifetime(directive)
+                if fresh is None:
+                    model.pop(arg, None)
+                else:
+                    fresh.at = clock.clock()
+                    model[arg] = fresh
+            assert response.status_code == 200
+        else:
+            session.request(kind.upper(), URL, headers=credential, json={})
+            assert len(adapter.sent) == before + 1, f"{kind.upper()} did not reach the origin"
+            model.clear()
+
+
+@given(order=st.lists(st.integers(0, 1), min_size=2, max_size=12))
+def test_credentials_never_share_entries(order: list[int]) -> None:
+    """A response cached for one credential is never the answer to another's request."""
+    clock = fake_clock()
+    adapter = CannedAdapter(clock, [lambda c: (200, {"Cache-Control": "private, max-age=60"})])
+    policies = Policies(retry=None, breaker=None, cache=CachePolicy(), timeouts=Timeouts(read=5, total=None))
+    session, _ = client_session(policies, clock, adapter=adapter)
+    for who in order:
+        response = session.get(URL, headers=CREDENTIALS[who])
+        sent_by = adapter.sent[response.json()["n"] - 1].headers
+        assert {k: sent_by[k] for k in CREDENTIALS[who]} == CREDENTIALS[who]
+
+
+@pytest.mark.socket
+def test_tenants_never_see_each_other_through_the_cache(fake: ServerThread) -> None:
+    """On the wire: one session, two tenants' keys, each reading its own profile list; every
+    answer belongs to the credential that asked, and a write reaches the server every time."""
+    clock = fake_clock()
+    policies = Policies(
+        retry=RetryPolicy(attempts=1, budget=None),
+        breaker=None,
+        cache=CachePolicy(),
+        timeouts=Timeouts(read=5, total=None),
+    )
+    session, recorder = client_session(policies, clock, base_headers={"X-Mock-Session": "cache-iso"})
+    for key, tenant in (("demo-key", "demo"), ("acme-key", "acme")):
+        body = {"tenant": tenant, "profile_name": "shared-name", "hrv_vector": [0.1] * 8}
+        session.post(f"{fake.url}/profiles", json=body, headers={"X-API-Key": key})
+    for _ in range(3):
+        for key, tenant in (("demo-key", "demo"), ("acme-key", "acme")):
+            items = session.get(f"{fake.url}/profiles", headers={"X-API-Key": key}).json()["items"]
+            assert {i["tenant"] for i in items} == {tenant}
+    gets = [s for s in recorder.sent if s.method == "GET"]
+    assert len(gets) == 2, "each tenant's list should be fetched once, then served fresh from cache"
+    before = fake.admin.count(session="cache-iso", method="PUT")
+    for _ in range(3):
+        session.put(
+            f"{fake.url}/profiles/demo/shared-name",
+            json={"hrv_vector": [0.2] * 8},
+            headers={"X-API-Key": "demo-key"},
+        )
+    assert fake.admin.count(session="cache-iso", method="PUT") == before + 3

@@ -1,0 +1,120 @@
+"""Property 5: the client's rate limiter. Over any window the requests sent stay within the
+bucket, and nothing is sent while the server said none remain, until its reset."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from client import FakeClock, Policies, RateLimited, RateLimitPolicy, ResilientSession, RetryPolicy, Timeouts
+from mock_server import RateLimit, ServerThread, Tenant
+
+from ._support import CannedAdapter, client_session, fake_clock, new_session
+
+
+def _policies(limiter: RateLimitPolicy, attempts: int = 1) -> Policies:
+    return Policies(
+        retry=RetryPolicy(attempts=attempts, budget=None),
+        breaker=None,
+        cache=None,
+        limiter=limiter,
+        timeouts=Timeouts(read=5, total=None),
+    )
+
+
+@given(
+    rate=st.floats(0.5, 50),
+    burst=st.integers(1, 8),
+    gaps=st.lists(st.sampled_from([0.0, 0.0, 0.01, 0.2, 1.0, 5.0]), min_size=1, max_size=40),
+)
+def test_sends_stay_within_the_bucket(rate: float, burst: int, gaps: list[float]) -> None:
+    """Over every window [t_i, t_j] the client sends at most burst + rate * (t_j - t_i) requests."""
+    clock = fake_clock()
+    adapter = CannedAdapter(clock, [(200, {})])
+    session, _ = client_session(
+        _policies(RateLimitPolicy(rate=rate, burst=burst, follow_server=False)), clock, adapter=adapter
+    )
+    for gap in gaps:
+        clock.advance(gap)
+        session.get("http://upstream.invalid/x")
+    times = [s.mono for s in adapter.sent]
+    for i, j in itertools.combinations(range(len(times)), 2):
+        assert j - i + 1 <= burst + rate * (times[j] - times[i]) + 1e-6
+
+
+@st.composite
+def server_replies(draw: st.DrawFn) -> tuple[list[Any], list[float | None]]:
+    """Responses announcing a remaining count and a reset, some of them 0 remaining or 429;
+    and, filled in as they are sent, the pause each one announced (None: no pause)."""
+    announced: list[float | None] = []
+    replies = []
+    for _ in range(draw(st.integers(1, 12))):
+        remaining = draw(st.integers(0, 3))
+        reset_in = draw(st.integers(1, 30))
+        status = 429 if remaining == 0 and draw(st.booleans()) else 200
+        ietf = draw(st.booleans())
+
+        def reply(
+            clock: FakeClock,
+            remaining: int = remaining,
+            reset_in: int = reset_in,
+            status: int = status,
+            ietf: bool = ietf,
+        ) -> tuple[int, dict[str, str]]:
+            if ietf:
+                headers = {"RateLimit": f'"default";r={remaining};t={reset_in}'}
+                pause = float(reset_in)
+            else:
+                reset_at = int(clock.wall()) + reset_in
+                headers = {"X-RateLimit-Remaining": str(remaining), "X-RateLimit-Reset": str(reset_at)}
+                pause = reset_at - clock.wall()
+            if status == 429:
+                headers["Retry-After"] = str(reset_in)
+                pause = max(pause, reset_in)
+            announced.append(pause if remaining == 0 else None)
+            return status, headers
+
+        replies.append(reply)
+    return replies, announced
+
+
+@given(script=server_replies(), calls=st.integers(1, 15))
+def test_nothing_is_sent_while_the_server_says_none_remain(
+    script: tuple[list[Any], list[float | None]], calls: int
+) -> None:
+    """After a response saying 0 remain (or a 429), the next request waits for the announced reset."""
+    replies, announced = script
+    announced.clear()
+    clock = fake_clock()
+    adapter = CannedAdapter(clock, replies)
+    session, _ = client_session(_policies(RateLimitPolicy(rate=100, burst=100)), clock, adapter=adapter)
+    for _ in range(calls):
+        try:
+            session.get("http://upstream.invalid/x")
+        except RateLimited:  # a 429 ends the call (one attempt): the property is about timing
+            pass
+    for pause, (earlier, later) in zip(announced, itertools.pairwise(adapter.sent), strict=False):
+        if pause is not None:
+            assert later.mono - earlier.mono >= pause - 1e-6, "sent before the server's reset"
+
+
+@pytest.mark.socket
+def test_limiter_keeps_429s_away_on_the_wire(mock_server_factory: Any) -> None:
+    """Against a fake with a tight limit, a client following its headers gets no 429 and the
+    fake's compliance report finds nothing sent while Remaining was 0."""
+    tight = (Tenant(name="demo", api_keys=("demo-key",), rate_limit=RateLimit(per_minute=240, burst=2)),)
+    fake: ServerThread = mock_server_factory(tenants=tight)
+    sid = new_session()
+    limiter = RateLimitPolicy(rate=100, burst=100)  # generous: the server's headers are what slow it
+    session = ResilientSession(_policies(limiter, attempts=3))
+    session.headers.update({"X-API-Key": "demo-key", "X-Mock-Session": sid})
+    statuses = [session.get(f"{fake.url}/profiles").status_code for _ in range(6)]
+    assert statuses == [200] * 6
+    report = fake.admin.compliance(session=sid)
+    kinds = {f["kind"] for f in report["findings"]}
+    assert not any("remaining" in k for k in kinds), report["findings"]
+    assert fake.admin.count(session=sid, status=429) == 0
