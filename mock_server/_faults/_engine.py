@@ -80,6 +80,15 @@ class _Compiled:
         return True
 
 
+def _union(candidates: tuple[_Compiled, ...]) -> Callable[[str], Any] | None:
+    """A matcher accepting exactly the paths some candidate's glob accepts; None when a candidate
+    has no path (then every path may match)."""
+    if not candidates or any(c.rule.match.path is None for c in candidates):
+        return None
+    globs = sorted({c.rule.match.path for c in candidates if c.rule.match.path is not None})
+    return re.compile("|".join(f"(?:{translate(g)})" for g in globs)).match
+
+
 class Engine:
     """The live rule set, its per-session counters, and the decisions they give."""
 
@@ -89,6 +98,7 @@ class Engine:
         self._compiled: list[_Compiled] = []
         self._by_method: dict[str, tuple[_Compiled, ...]] = {}
         self._other: tuple[_Compiled, ...] = ()
+        self._prefilter: dict[str | None, Callable[[str], Any] | None] = {}
         self._counters: dict[tuple[str, str | None], _Counter] = {}
         self._header_counters: dict[str | None, int] = {}
         self.replace(rules.rules)
@@ -172,6 +182,10 @@ class Engine:
             for method in _HTTP_METHODS
         }
         self._other = tuple(c for c in compiled if c.rule.match.methods is None)
+        # One alternation of every candidate's path glob: a path it rejects matches no rule, so
+        # a request that no rule applies to costs one regex search however many rules there are.
+        self._prefilter = {method: _union(cands) for method, cands in self._by_method.items()}
+        self._prefilter[None] = _union(self._other)
 
     # -- decisions ------------------------------------------------------------------------------
 
@@ -179,8 +193,13 @@ class Engine:
         self, method: str, path: str, tenant: str | None, session: str | None, headers: Headers
     ) -> Decision | None:
         """The decision for one arriving request; None when no rule fires."""
-        candidates = self._by_method.get(method, self._other)
-        if not candidates:
+        candidates = self._by_method.get(method)
+        if candidates is None:
+            candidates = self._other
+            prefilter = self._prefilter[None]
+        else:
+            prefilter = self._prefilter[method]
+        if not candidates or (prefilter is not None and prefilter(path) is None):
             return None
         delay = 0.0
         fired: list[str] | None = None

@@ -294,3 +294,15 @@ def test_non_matching_requests_touch_no_counters():
     assert e.decide("GET", "/p1", None, None, NO_HEADERS) is None
     assert e._by_method["GET"] == ()
     assert all(e.stats(f"r{i}")["matched"] == 0 for i in range(20))
+
+
+def test_path_prefilter_keeps_every_rule_reachable():
+    """With many path rules, each still fires on its own paths and nothing else does."""
+    e = engine(
+        *({"id": f"r{i}", "match": {"path": f"/p{i}/*"}, "fault": {"type": "reset"}} for i in range(20))
+    )
+    for i in (0, 7, 19):
+        d = e.decide("PATCH", f"/p{i}/x", None, None, NO_HEADERS)
+        assert d is not None and d.rule == f"r{i}"
+    assert e.decide("GET", "/p1", None, None, NO_HEADERS) is None
+    assert e.decide("BREW", "/p3/x", None, None, NO_HEADERS) is not None
