@@ -1,9 +1,10 @@
 """How well the calling clients behaved, judged from the journal (``GET /__admin/compliance``).
 
 A *client* is a (session, tenant) pair. Attempts of one *logical request* share an
-``Idempotency-Key`` or a client-sent ``X-Request-ID``; without either, a request repeating the
-method, path and query of the client's previous one right after that one failed (429, 5xx or a
-connection fault) is taken as its retry, which is how a naive loop shows up.
+``Idempotency-Key`` or a client-sent ``X-Request-ID``. Without either, a request that repeats
+the method, path, query and body (compared by a fingerprint the journal keeps) of the client's
+previous request, when that one failed (429, 5xx or a connection fault), is taken as its retry:
+that is how a naive retry loop shows up, while a loop over different payloads does not.
 
 Findings (each names the offending requests):
 
@@ -88,16 +89,19 @@ def _groups(entries: Sequence[Entry]) -> list[list[Entry]]:
     groups: list[list[Entry]] = []
     explicit: dict[tuple[Any, ...], list[Entry]] = {}
     last_by_signature: dict[tuple[Any, ...], list[Entry]] = {}
+    last_of_client: dict[tuple[str | None, str | None], Entry] = {}
     for e in entries:
         client = _client(e)
+        before = last_of_client.get(client)
+        last_of_client[client] = e
         if e.idempotency_key is not None:
             key: tuple[Any, ...] = ("idem", client, e.idempotency_key)
         elif e.client_request_id:
             key = ("rid", client, e.request_id)
         else:
-            signature = (client, e.method, e.path, e.query)
+            signature = (client, e.method, e.path, e.query, e.body_digest)
             previous = last_by_signature.get(signature)
-            if previous is not None and previous[-1].completed and previous[-1].failed:
+            if previous is not None and previous[-1] is before and before.completed and before.failed:
                 previous.append(e)
             else:
                 group = [e]

@@ -61,6 +61,8 @@ class Entry:
     retry_after_s: float | None = None
     ratelimit_remaining: int | None = None
     ratelimit_reset_at: float | None = None
+    #: A fingerprint of the request body (never the body), to tell retries from new requests.
+    body_digest: str | None = None
 
     @property
     def completed(self) -> bool:

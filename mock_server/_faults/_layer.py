@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import hmac
 import ipaddress
 import math
@@ -40,6 +41,7 @@ OnReset = Callable[[str | None], None]
 
 _ELAPSED, _GONE, _CANCELLED, _SHUTDOWN = "elapsed", "gone", "cancelled", "shutdown"
 _LOOPBACK_NAMES = frozenset({"localhost", "testclient"})
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def _no_tenant(headers: Headers) -> str | None:
@@ -177,6 +179,8 @@ class FaultLayer:
             injected_delay_s=0.0 if decision is None else decision.delay_s,
         )
         self.journal.record(entry)
+        if method in _BODY_METHODS:
+            receive = _digesting(receive, entry)
         self.in_flight += 1
         try:
             if bad_header is not None:
@@ -305,6 +309,9 @@ class FaultLayer:
             return
         kind = fault.type
         if kind == "status":
+            # Read (and so fingerprint) the body the API never sees: the compliance report
+            # tells a retry of this request from a new one with a different body.
+            await _inject.drain(receive)
             status, headers, body = _inject.status_response(
                 fault, entry.request_id, self.wall(), rate_limit=self.rate_limit, rule=decision.rule
             )
@@ -320,6 +327,7 @@ class FaultLayer:
                 _transport.close(transport)
                 entry.outcome = "closed"
             else:
+                await _inject.drain(receive)
                 _transport.reset(transport)
                 entry.outcome = "reset"
             await _inject.wait_closed(receive)
@@ -457,6 +465,21 @@ class FaultLayer:
             released = self.cancel_held(session, all_sessions=False)
         self._on_reset(session)
         return {"session": session, "journal_entries_dropped": dropped, "held_requests_cancelled": released}
+
+
+def _digesting(receive: Receive, entry: Entry) -> Receive:
+    """``receive``, fingerprinting the request body into ``entry.body_digest`` as it is read."""
+    digest = hashlib.blake2b(digest_size=16)
+
+    async def digesting() -> Message:
+        message = await receive()
+        if message["type"] == "http.request":
+            digest.update(message.get("body", b""))
+            if not message.get("more_body", False):
+                entry.body_digest = digest.hexdigest()
+        return message
+
+    return digesting
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -222,3 +222,26 @@ def test_probes_into_an_outage_at_a_polite_rate_pass():
     failures = [entry(float(i) * 0.1, status=503) for i in range(5)]
     probes = [entry(2.0 + i, status=503, path=f"/probe{i}") for i in range(4)]
     assert analyse(failures + probes, thresholds=Thresholds(min_gap_s=0.01))["findings"] == []
+
+
+def test_new_payloads_after_a_failure_are_not_retries():
+    """A POST with a different body after a failure is a new request, not an unkeyed retry."""
+    entries = [
+        entry(1, method="POST", status=503, body_digest="a"),
+        entry(2, method="POST", body_digest="b"),
+        entry(3, method="POST", status=503, body_digest="c"),
+        entry(4, method="POST", body_digest="c"),
+    ]
+    report = analyse(entries)
+    assert report["logical_requests"] == 3
+    assert [r["seq"] for f in report["findings"] for r in f["requests"]] == [entries[3].seq]
+
+
+def test_only_the_clients_previous_request_can_be_retried():
+    """Repeating a request that failed long ago, with others in between, starts a new one."""
+    entries = [
+        entry(1, method="POST", status=503, body_digest="a"),
+        entry(2, method="POST", path="/other", body_digest="b"),
+        entry(3, method="POST", body_digest="a"),
+    ]
+    assert analyse(entries)["logical_requests"] == 3
