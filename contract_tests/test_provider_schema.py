@@ -42,6 +42,13 @@ OPERATIONS = [
 SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
 
 
+def fresh_idempotency_key(case: Any) -> None:
+    """A generated key repeats across examples with other bodies, which the contract answers
+    with 422 (state, not format): keep the header, make the key fresh."""
+    if case.headers and "Idempotency-Key" in case.headers:
+        case.headers["Idempotency-Key"] = uuid.uuid4().hex
+
+
 @pytest.fixture(scope="session")
 def provider_schema(provider_url: str, api_key: str) -> Any:
     config = SchemathesisConfig.from_dict(
@@ -82,10 +89,8 @@ def test_operation_conforms(
     @given(case=operation.as_strategy(generation_mode=mode))
     @SETTINGS
     def run(case: Any) -> None:
-        if mode is GenerationMode.POSITIVE and case.headers and "Idempotency-Key" in case.headers:
-            # A generated key repeats across examples with other bodies, which the contract
-            # answers with 422 (state, not format): keep the header, make the key fresh.
-            case.headers["Idempotency-Key"] = uuid.uuid4().hex
+        if mode is GenerationMode.POSITIVE:
+            fresh_idempotency_key(case)
         case.call_and_validate(session=session)
 
     run()

@@ -1,0 +1,160 @@
+"""The fake's fault model keeps its promises: documented fault responses, rates within
+binomial bounds, and the same schedule for the same seed whatever the concurrency."""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.config import SchemathesisConfig
+from schemathesis.generation.modes import GenerationMode
+from schemathesis.specs.openapi.checks import ignored_auth
+
+from mock_server import ServerConfig, ServerThread
+
+from .test_provider_schema import OPERATIONS, fresh_idempotency_key
+
+pytestmark = pytest.mark.socket
+STATUS_FAULTS = {
+    "seed": 11,
+    "rules": [
+        {
+            "id": "throttle",
+            "probability": 0.15,
+            "fault": {"type": "status", "status": 429, "retry_after": {"seconds": 2, "format": "http-date"}},
+        },
+        {
+            "id": "unavailable",
+            "probability": 0.15,
+            "fault": {"type": "status", "status": 503, "retry_after": 1},
+        },
+        {"id": "broken", "probability": 0.1, "fault": {"type": "status", "status": 500}},
+        {
+            "id": "gateway",
+            "probability": 0.1,
+            "fault": {"type": "status", "status": 502, "latency": {"fixed_ms": 1}},
+        },
+        {"id": "slow", "probability": 0.1, "fault": {"type": "status", "status": 504}},
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def faulty(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    path = tmp_path_factory.mktemp("faults") / "status.json"
+    path.write_text(json.dumps(STATUS_FAULTS))
+    with ServerThread(ServerConfig(db=":memory:", faults=str(path))) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def faulty_schema(faulty: ServerThread) -> Any:
+    config = SchemathesisConfig.from_dict(
+        {
+            **tomllib.loads(
+                '[checks.positive_data_acceptance]\nexpected-statuses = ["2xx", "3xx", "400", "401",'
+                ' "403", "404", "409", "412", "429", "5xx"]\n'
+            ),
+            "base-url": faulty.url,
+            "auth": {"openapi": {"ApiKey": {"api_key": "demo-key"}}},
+        }
+    )
+    return schemathesis.openapi.from_url(f"{faulty.url}/openapi.json", config=config)
+
+
+@pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
+def test_fault_responses_are_documented(faulty_schema: Any, method: str, path: str) -> None:
+    """With status faults on every route, every response still matches the document."""
+    operation = faulty_schema[path][method]
+    session = requests.Session()
+
+    @given(case=operation.as_strategy(generation_mode=GenerationMode.POSITIVE))
+    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+    def run(case: Any) -> None:
+        fresh_idempotency_key(case)
+        # Injected 5xx are the point here, and a fault answers before authentication (as a
+        # gateway would): what must hold is that every response is documented.
+        case.call_and_validate(session=session, excluded_checks=[not_a_server_error, ignored_auth])
+
+    run()
+
+
+def _rule(rule_id: str, probability: float) -> dict[str, Any]:
+    return {
+        "id": rule_id,
+        "match": {"path": "/health"},
+        "probability": probability,
+        "fault": {"type": "status", "status": 503},
+    }
+
+
+@pytest.mark.parametrize("probability", [0.05, 0.3, 0.7])
+def test_fault_rate_within_binomial_bounds(fake: ServerThread, probability: float) -> None:
+    """Over 1000 requests a rule with probability p fires within 4.5 standard deviations of n*p."""
+    n = 1000
+    session_id = f"binomial-{probability}"
+    fake.admin.add_fault(
+        {
+            **_rule(session_id, probability),
+            "match": {"path": "/health", "headers": {"X-Mock-Session": session_id}},
+        }
+    )
+    try:
+        http = requests.Session()
+        hits = sum(
+            http.get(f"{fake.url}/health", headers={"X-Mock-Session": session_id}).status_code == 503
+            for _ in range(n)
+        )
+    finally:
+        fake.admin.delete_fault(session_id)
+    sigma = math.sqrt(n * probability * (1 - probability))
+    assert abs(hits - n * probability) <= 4.5 * sigma, (hits, n * probability, sigma)
+
+
+def _schedule(seed: int, workers: int, keep_alive: bool) -> list[Any]:
+    rules = {
+        "seed": seed,
+        "rules": [
+            {"id": "coin", "probability": 0.3, "fault": {"type": "status", "status": 503}},
+            {
+                "id": "lag",
+                "probability": 0.5,
+                "fault": {"type": "latency", "uniform": {"min_ms": 0, "max_ms": 3}},
+            },
+            {"id": "fifth", "every_nth": 5, "fault": {"type": "status", "status": 429}},
+        ],
+    }
+    config = ServerConfig(db=":memory:", faults=None, seed=seed)
+    with ServerThread(config) as server:
+        server.admin.put_fault("coin", rules["rules"][0])
+        server.admin.put_fault("lag", rules["rules"][1])
+        server.admin.put_fault("fifth", rules["rules"][2])
+
+        def call(_: int) -> None:
+            if keep_alive:
+                local.get(f"{server.url}/health", timeout=10)
+            else:
+                requests.get(f"{server.url}/health", timeout=10, headers={"Connection": "close"})
+
+        local = requests.Session()
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(call, range(120)))
+        entries = sorted(server.admin.requests(limit=1000), key=lambda e: e["seq"])
+        return [(e["rule"], e["fault"], e["status"], round(e["injected_delay_ms"], 6)) for e in entries]
+
+
+def test_same_seed_same_schedule_whatever_the_concurrency() -> None:
+    """The n-th request gets the same fault with 1 or 20 connections, with or without keep-alive;
+    another seed gives another schedule."""
+    serial = _schedule(5, 1, True)
+    assert serial == _schedule(5, 20, True) == _schedule(5, 20, False)
+    assert serial != _schedule(6, 1, True)
+    assert sum(1 for _, fault, _, _ in serial if fault) > 10
