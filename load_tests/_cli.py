@@ -1,0 +1,109 @@
+"""``python -m load_tests``: ``run`` a scenario, the ``demo``, a distributed ``worker``, list ``scenarios``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import _scenarios
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m load_tests", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run one scenario headless and write its reports")
+    run.add_argument("--scenario", required=True, choices=list(_scenarios.SCENARIOS))
+    run.add_argument("--duration", type=float, default=30.0, help="seconds (default 30)")
+    run.add_argument("--users", type=int, default=4, help="users per client kind (default 4)")
+    run.add_argument("--out", type=Path, help="report folder (default load_reports/SCENARIO)")
+    run.add_argument("--host", help="target this URL instead of starting the fake")
+    run.add_argument("--processes", type=int, default=0, help="locust --processes: N local workers")
+    run.add_argument("--master", action="store_true", help="run as a master; start workers with `worker`")
+    run.add_argument("--expect-workers", type=int, default=1, help="workers the master waits for")
+    run.add_argument("--master-port", type=int, default=0, help="the master's port (default: a free one)")
+    run.add_argument("--thresholds", type=Path, help="thresholds YAML (default: load_tests/thresholds.yaml)")
+    run.add_argument("--seed", type=int, default=1, help="the fake's fault seed (default 1)")
+    run.add_argument("--clients", help="comma list of client kinds: resilient, naive (default: the scenario's)")
+    run.add_argument("--api-key", default=os.environ.get("RESONANCE_API_KEY", "demo-key"))
+    run.add_argument("--tenant", default="demo")
+    run.add_argument("--quiet", action="store_true", help="no progress lines, no summary")
+
+    demo = sub.add_parser("demo", help="the naive and the resilient client side by side under chaos")
+    demo.add_argument("--duration", type=float, default=60.0, help="seconds (default 60)")
+    demo.add_argument("--users", type=int, default=8, help="users per client (default 8)")
+    demo.add_argument("--out", type=Path, default=Path("load_reports/demo"))
+    demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument("--processes", type=int, default=0)
+
+    worker = sub.add_parser("worker", help="a locust worker joining a `run --master`")
+    worker.add_argument("--master-host", default="127.0.0.1")
+    worker.add_argument("--master-port", type=int, default=5557)
+    worker.add_argument("--processes", type=int, default=0, help="fork N worker processes")
+
+    sub.add_parser("scenarios", help="list the scenarios")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "scenarios":
+        for s in _scenarios.SCENARIOS.values():
+            print(f"{s.name:<12} preset {s.preset or 'none':<8} {s.description}")
+        return 0
+    from ._runner import RunOptions, run, worker_command
+
+    if args.command == "worker":
+        cmd = worker_command(master_host=args.master_host, master_port=args.master_port, processes=args.processes)
+        os.execv(cmd[0], cmd)  # noqa: S606 -- becomes the locust worker
+    if args.command == "demo":
+        opts = RunOptions(
+            scenario="chaos",
+            duration=args.duration,
+            users=args.users,
+            out=args.out,
+            seed=args.seed,
+            processes=args.processes,
+            kinds=("naive", "resilient"),
+            title="Demo: a naive and a resilient client against the fake's chaos preset",
+        )
+        result = run(opts)
+        rows = {r.kind: r for r in result.rows}
+        if "naive" in rows and "resilient" in rows:
+            naive, resilient = rows["naive"], rows["resilient"]
+            better = resilient.success > naive.success
+            print(
+                f"\nresilient client: {100 * resilient.success:.2f}% of calls succeeded, naive: "
+                f"{100 * naive.success:.2f}% -> the resilient client {'wins' if better else 'DOES NOT win'}"
+            )
+        return result.exit_code
+    if args.users < 1 or args.duration <= 0:
+        print("load_tests: --users must be >= 1 and --duration > 0", file=sys.stderr)
+        return 2
+    kinds = tuple(k.strip() for k in args.clients.split(",")) if args.clients else None
+    if kinds and any(k not in ("resilient", "naive") for k in kinds):
+        print("load_tests: --clients takes resilient and/or naive", file=sys.stderr)
+        return 2
+    opts = RunOptions(
+        scenario=args.scenario,
+        duration=args.duration,
+        users=args.users,
+        out=args.out or Path("load_reports") / args.scenario,
+        host=args.host,
+        processes=args.processes,
+        master=args.master,
+        expect_workers=args.expect_workers,
+        master_port=args.master_port,
+        thresholds=args.thresholds,
+        seed=args.seed,
+        kinds=kinds,
+        api_key=args.api_key,
+        tenant=args.tenant,
+        quiet=args.quiet,
+    )
+    return run(opts).exit_code
