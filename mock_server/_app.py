@@ -39,6 +39,8 @@ def build(
         journal_size=config.journal_size,
         tenant_of=api.auth.tenant_of,
         on_reset=api.limiter.reset,
+        # An injected 429 advertises the limit the first tenant really has.
+        rate_limit=config.tenants[0].rate_limit.per_minute,
         clock=clock,
         wall=wall,
     )

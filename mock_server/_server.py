@@ -33,6 +33,8 @@ def _uvicorn(app: object, config: ServerConfig) -> uvicorn.Config:
         log_level="warning",
         timeout_keep_alive=30,
         backlog=2048,
+        # Held requests are released on shutdown; this bounds the wait if one is not.
+        timeout_graceful_shutdown=5,
     )
 
 
