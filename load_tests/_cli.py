@@ -1,4 +1,4 @@
-"""``python -m load_tests``: ``run`` a scenario, the ``demo``, a distributed ``worker``, list ``scenarios``."""
+"""``python -m load_tests``: ``run`` a scenario, the ``demo``, a distributed ``worker``, ``scenarios``."""
 
 from __future__ import annotations
 
@@ -29,7 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--master-port", type=int, default=0, help="the master's port (default: a free one)")
     run.add_argument("--thresholds", type=Path, help="thresholds YAML (default: load_tests/thresholds.yaml)")
     run.add_argument("--seed", type=int, default=1, help="the fake's fault seed (default 1)")
-    run.add_argument("--clients", help="comma list of client kinds: resilient, naive (default: the scenario's)")
+    run.add_argument(
+        "--clients", help="comma list of client kinds: resilient, naive (default: the scenario's)"
+    )
     run.add_argument("--api-key", default=os.environ.get("RESONANCE_API_KEY", "demo-key"))
     run.add_argument("--tenant", default="demo")
     run.add_argument("--quiet", action="store_true", help="no progress lines, no summary")
@@ -59,7 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ._runner import RunOptions, run, worker_command
 
     if args.command == "worker":
-        cmd = worker_command(master_host=args.master_host, master_port=args.master_port, processes=args.processes)
+        cmd = worker_command(
+            master_host=args.master_host, master_port=args.master_port, processes=args.processes
+        )
         os.execv(cmd[0], cmd)  # noqa: S606 -- becomes the locust worker
     if args.command == "demo":
         opts = RunOptions(

@@ -48,7 +48,6 @@ class _State:
 STATE = _State()
 
 
-@events.init_command_line_parser.add_listener
 def _add_options(parser: Any, **_: Any) -> None:
     group = parser.add_argument_group("load_tests", "Set by `python -m load_tests run`.")
     group.add_argument("--lt-scenario", default="steady", help="scenario name")
@@ -75,14 +74,14 @@ class ScenarioShape(LoadTestShape):
         assert self.runner is not None
         opts = _options(self.runner.environment)
         scenario = _scenarios.get(opts.lt_scenario)
-        per_kind = scenario.users_at(self.get_run_time(), opts.lt_duration, opts.lt_users)
+        elapsed = self.get_run_time()  # type: ignore[no-untyped-call]
+        per_kind = scenario.users_at(elapsed, opts.lt_duration, opts.lt_users)
         if per_kind is None:
             return None
         total = per_kind * max(1, len(self.runner.environment.user_classes))
         return total, float(max(2, total * 2))
 
 
-@events.init.add_listener
 def _on_init(environment: Environment, **_: Any) -> None:
     STATE.worker = isinstance(environment.runner, WorkerRunner)
 
@@ -93,7 +92,6 @@ def _on_init(environment: Environment, **_: Any) -> None:
     _Shared.breaker_listener = on_transition
 
 
-@events.request.add_listener
 def _on_request(
     request_type: str,
     name: str,
@@ -110,17 +108,14 @@ def _on_request(
     STATE.samples.add(kind, time.time(), response_time, context.get("error"), context, pending=STATE.worker)
 
 
-@events.report_to_master.add_listener
 def _on_report_to_master(client_id: str, data: dict[str, Any], **_: Any) -> None:
     data["lt_samples"] = STATE.samples.drain()
 
 
-@events.worker_report.add_listener
 def _on_worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
     STATE.samples.merge(data.get("lt_samples", []), source=client_id)
 
 
-@events.test_start.add_listener
 def _on_test_start(environment: Environment, **_: Any) -> None:
     if STATE.worker:
         return
@@ -142,7 +137,7 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
             if response.status_code >= 300:
                 print(f"load_tests: fault rule {rule['id']} refused: {response.text}", file=sys.stderr)
     if environment.shape_class is not None:
-        environment.shape_class.reset_time()
+        environment.shape_class.reset_time()  # type: ignore[no-untyped-call]
     STATE.started_at = time.time()
     STATE.samples.meta.update(
         {
@@ -160,7 +155,6 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
         STATE.progress = gevent.spawn(_progress, environment, float(opts.lt_progress))
 
 
-@events.test_stop.add_listener
 def _on_test_stop(environment: Environment, **_: Any) -> None:
     if not STATE.worker and "stopped_at" not in STATE.samples.meta:
         STATE.samples.meta["stopped_at"] = time.time()
@@ -196,7 +190,6 @@ def progress_line(environment: Environment) -> str:
     return " | ".join(parts)
 
 
-@events.quitting.add_listener
 def _on_quitting(environment: Environment, **_: Any) -> None:
     if STATE.worker:
         return
@@ -228,3 +221,14 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
         (out / "samples.json").write_text(json.dumps(samples.to_dict()), encoding="utf-8")
         (out / "thresholds.json").write_text(json.dumps(verdict_dict, indent=2), encoding="utf-8")
     environment.process_exit_code = code
+
+
+# Registered at import: locust imports the locustfile (and so this module) in every process.
+events.init_command_line_parser.add_listener(_add_options)  # type: ignore[no-untyped-call]
+events.init.add_listener(_on_init)  # type: ignore[no-untyped-call]
+events.request.add_listener(_on_request)  # type: ignore[no-untyped-call]
+events.report_to_master.add_listener(_on_report_to_master)  # type: ignore[no-untyped-call]
+events.worker_report.add_listener(_on_worker_report)  # type: ignore[no-untyped-call]
+events.test_start.add_listener(_on_test_start)  # type: ignore[no-untyped-call]
+events.test_stop.add_listener(_on_test_stop)  # type: ignore[no-untyped-call]
+events.quitting.add_listener(_on_quitting)  # type: ignore[no-untyped-call]

@@ -18,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 
-from ._samples import BREAKER_LEVEL, Samples, percentile  # noqa: E402
+from ._samples import BREAKER_LEVEL, Samples, Window, percentile  # noqa: E402
 
 __all__ = ["render_all"]
 
@@ -29,7 +29,7 @@ def _color(kind: str) -> str:
     return _COLORS.get(kind, "#2ca02c")
 
 
-def _xs(samples: Samples, kind: str) -> tuple[list[float], list]:
+def _xs(samples: Samples, kind: str) -> tuple[list[float], list[Window]]:
     started = samples.meta.get("started_at")
     stopped = samples.meta.get("stopped_at")
     span = samples.span()
@@ -38,9 +38,7 @@ def _xs(samples: Samples, kind: str) -> tuple[list[float], list]:
     start = int(started) if isinstance(started, int | float) else span[0]
     end = int(stopped) if isinstance(stopped, int | float) else span[1]
     series = samples.series(kind, start, max(start, end))
-    return [s - (started if isinstance(started, int | float) else start) for s, _ in series], [
-        w for _, w in series
-    ]
+    return [float(s - start) for s, _ in series], [w for _, w in series]
 
 
 def _shade(ax: Axes, windows: Sequence[Sequence[float]]) -> None:

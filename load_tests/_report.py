@@ -48,7 +48,9 @@ def write_html(
     parts.append("</table>")
     errors = [(r.kind, name, n) for r in rows for name, n in r.errors.items()]
     if errors:
-        parts.append("<h2>Failed calls, by final error</h2><table><tr><th>client</th><th>error</th><th>calls</th></tr>")
+        parts.append(
+            "<h2>Failed calls, by final error</h2><table><tr><th>client</th><th>error</th><th>calls</th></tr>"
+        )
         parts += [f"<tr><td>{_e(k)}</td><td>{_e(e)}</td><td>{n}</td></tr>" for k, e, n in errors]
         parts.append("</table>")
     findings = findings_lines(rows)
@@ -58,12 +60,16 @@ def write_html(
         parts.append("</ul>")
     if verdict is not None:
         ok = bool(verdict.get("ok"))
-        parts.append(f"<h2>Thresholds: <span class='{'pass' if ok else 'fail'}'>{'PASS' if ok else 'FAIL'}</span></h2>")
+        parts.append(
+            f"<h2>Thresholds: <span class='{'pass' if ok else 'fail'}'>{'PASS' if ok else 'FAIL'}</span></h2>"
+        )
         if verdict.get("error"):
             parts.append(f"<p>Could not judge: {_e(verdict['error'])}</p>")
         results = verdict.get("results") or []
         if results:
-            parts.append("<table><tr><th></th><th>client</th><th>metric</th><th>threshold</th><th>observed</th></tr>")
+            parts.append(
+                "<table><tr><th></th><th>client</th><th>metric</th><th>threshold</th><th>observed</th></tr>"
+            )
             for r in results:
                 observed = "n/a" if r["observed"] is None else f"{r['observed']:.4g}"
                 cls = "pass" if r["ok"] else "fail"

@@ -81,7 +81,8 @@ def locust_command(opts: RunOptions, host: str, run_id: str, *, fake: bool, mast
     limiter = (scenario.limiter_rate / processes) if scenario.limiter_rate else 0.0
     cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", host]
     cmd += ["--only-summary", "--csv", str(out / "locust"), "--csv-full-history"]
-    cmd += ["--html", str(out / "locust.html"), "--json-file", str(out / "locust.json")]
+    # locust appends ".json" to --json-file
+    cmd += ["--html", str(out / "locust.html"), "--json-file", str(out / "locust")]
     cmd += ["--logfile", str(out / "locust.log"), "--loglevel", "INFO"]
     if opts.processes > 0:
         cmd += ["--processes", str(opts.processes)]
@@ -105,7 +106,7 @@ def locust_command(opts: RunOptions, host: str, run_id: str, *, fake: bool, mast
 
 def worker_command(*, master_host: str, master_port: int, processes: int = 0) -> list[str]:
     """The ``python -m locust --worker`` command that joins a master."""
-    cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--worker"]
+    cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--worker", "--loglevel", "WARNING"]
     cmd += ["--master-host", master_host, "--master-port", str(master_port)]
     if processes > 0:
         cmd += ["--processes", str(processes)]
@@ -147,7 +148,9 @@ def run(opts: RunOptions) -> RunResult:
         if opts.host:
             host = opts.host.rstrip("/")
         else:
-            fake = Fake(preset=scenario.preset, seed=opts.seed, quota=scenario.server_quota, log_path=out / "fake.log")
+            fake = Fake(
+                preset=scenario.preset, seed=opts.seed, quota=scenario.server_quota, log_path=out / "fake.log"
+            )
             host = fake.start()
         master_port = opts.master_port or (free_port() if opts.processes or opts.master else 0)
         cmd = locust_command(opts, host, run_id, fake=fake is not None, master_port=master_port)
@@ -161,8 +164,8 @@ def run(opts: RunOptions) -> RunResult:
         if opts.master:
             _say(
                 opts,
-                f"load_tests: master on 127.0.0.1:{master_port}, waiting for {opts.expect_workers} worker(s): "
-                f"python -m load_tests worker --master-port {master_port}",
+                f"load_tests: master on 127.0.0.1:{master_port}, waiting for {opts.expect_workers} "
+                f"worker(s): python -m load_tests worker --master-port {master_port}",
             )
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         proc = subprocess.Popen(cmd, env=env)
@@ -180,7 +183,9 @@ def run(opts: RunOptions) -> RunResult:
         if fake is not None:
             fake.stop()
     if samples is None:
-        _say(opts, f"load_tests: locust exited with code {code} and left no samples; see {out / 'locust.log'}")
+        _say(
+            opts, f"load_tests: locust exited with code {code} and left no samples; see {out / 'locust.log'}"
+        )
         _tail_log(out / "locust.log")
         return RunResult(code if code else 2, out, None, None, [], {})
     samples.meta.update(
@@ -227,9 +232,12 @@ def report(
     files = sorted(set(files) | {"summary.md"})
     meta = samples.meta
     (out / "summary.md").write_text(
-        markdown(title=title, meta=meta, rows=rows, verdict=verdict, plots=plots, files=files), encoding="utf-8"
+        markdown(title=title, meta=meta, rows=rows, verdict=verdict, plots=plots, files=files),
+        encoding="utf-8",
     )
-    write_html(out / "report.html", title=title, meta=meta, rows=rows, verdict=verdict, plots=plots, files=files)
+    write_html(
+        out / "report.html", title=title, meta=meta, rows=rows, verdict=verdict, plots=plots, files=files
+    )
     if opts.quiet:
         return
     print()
@@ -243,5 +251,6 @@ def report(
         print(f"\nthresholds: {'PASS' if verdict.get('ok') else 'FAIL'}")
         for r in verdict.get("results") or []:
             observed = "n/a" if r["observed"] is None or math.isnan(r["observed"]) else f"{r['observed']:.4g}"
-            print(f"  {'pass' if r['ok'] else 'FAIL'}  {r['kind']:<10} {r['metric']:<24} {r['expression']:<14} {observed}")
+            mark = "pass" if r["ok"] else "FAIL"
+            print(f"  {mark}  {r['kind']:<10} {r['metric']:<24} {r['expression']:<14} {observed}")
     print(f"\nreport: {out / 'report.html'}  (summary.md, locust.html, locust_*.csv, locust.json, *.png)")

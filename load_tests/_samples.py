@@ -270,7 +270,12 @@ class Samples:
             total.merge(w)
             seconds.add(s)
         started, stopped = self.meta.get("started_at"), self.meta.get("stopped_at")
-        if since is None and until is None and isinstance(started, int | float) and isinstance(stopped, int | float):
+        if (
+            since is None
+            and until is None
+            and isinstance(started, int | float)
+            and isinstance(stopped, int | float)
+        ):
             elapsed = float(stopped) - float(started)
         else:
             first = float(since) if since is not None else float(min(seconds, default=0))
@@ -283,7 +288,9 @@ class Samples:
         return {
             "meta": self.meta,
             "sources": self.sources,
-            "windows": [{"kind": k, "second": s, **w.to_dict()} for (k, s), w in sorted(self.windows.items())],
+            "windows": [
+                {"kind": k, "second": s, **w.to_dict()} for (k, s), w in sorted(self.windows.items())
+            ],
         }
 
     @classmethod

@@ -94,8 +94,8 @@ SCENARIOS: Mapping[str, Scenario] = {
         ),
         Scenario(
             name="spike",
-            description="A quarter of the users, then all of them for the middle third, then a quarter again; "
-            "flaky service.",
+            description="A quarter of the users, then all of them for the middle third, then a quarter "
+            "again; flaky service.",
             preset="flaky",
             stages=(Stage(0.33, 0.25), Stage(0.66, 1.0), Stage(1.0, 0.25)),
         ),

@@ -167,9 +167,7 @@ def markdown(
     lines += [f"- **{k}**: {v}" for k, v in facts if v is not None]
     lines += ["", "## Per client", ""]
     columns = _columns(rows)
-    lines += _md_table(
-        ["", *columns[0][1]], [[name, *values] for name, values in columns[1:]]
-    )
+    lines += _md_table(["", *columns[0][1]], [[name, *values] for name, values in columns[1:]])
     errors = [(r.kind, name, n) for r in rows for name, n in r.errors.items()]
     if errors:
         lines += ["", "## Failed calls, by final error", ""]

@@ -39,7 +39,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -190,7 +190,7 @@ def load(path: str | Path | None = None) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         raise ThresholdError(f"thresholds file {str(path)!r} is not valid YAML: {exc}") from exc
     check(data)
-    return data
+    return cast(dict[str, Any], data)
 
 
 def check(data: Any) -> None:
@@ -222,7 +222,9 @@ def _check_block(block: Any, where: str) -> None:
         raise ThresholdError(f"{where}.thresholds: expected a mapping of metric to expressions")
     for metric, exprs in thresholds.items():
         if metric not in METRICS:
-            raise ThresholdError(f"{where}.thresholds: unknown metric {metric!r}; one of {', '.join(METRICS)}")
+            raise ThresholdError(
+                f"{where}.thresholds: unknown metric {metric!r}; one of {', '.join(METRICS)}"
+            )
         if exprs is None:
             continue
         if isinstance(exprs, str):
@@ -330,5 +332,7 @@ def format_results(results: Sequence[Result]) -> list[str]:
     lines = []
     for r in results:
         observed = "n/a" if math.isnan(r.observed) else f"{r.observed:.4g}"
-        lines.append(f"{'PASS' if r.ok else 'FAIL'}  {r.kind:<10} {r.metric:<24} {r.expression:<14} {observed}")
+        lines.append(
+            f"{'PASS' if r.ok else 'FAIL'}  {r.kind:<10} {r.metric:<24} {r.expression:<14} {observed}"
+        )
     return lines
