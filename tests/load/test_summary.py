@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from load_tests._samples import Samples
 from load_tests._summary import build_rows, markdown, terminal_table
 
 from .conftest import call
@@ -19,7 +22,7 @@ SERVER = {
 }
 
 
-def _samples(make_samples):
+def _samples(make_samples: Callable[..., Samples]) -> Samples:
     return make_samples(
         {
             "naive": [

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pytest
 import yaml
 
 from load_tests import _thresholds
+from load_tests._samples import Samples
 from load_tests._thresholds import ThresholdError, evaluate, parse_expression, rules_for
 
 from .conftest import call
@@ -89,7 +91,7 @@ def test_load_reads_yaml(tmp_path):
     assert _thresholds.load(path)["defaults"]["thresholds"]["calls"] == ["count>0"]
 
 
-def _flaky_run(make_samples):
+def _flaky_run(make_samples: Callable[..., Samples]) -> Samples:
     resilient = [(s, 20.0, None, call(1 if s % 3 else 2, attempt_5xx=0 if s % 3 else 1)) for s in range(10)]
     naive = [(s, 10.0, "HTTP 503" if s % 3 == 0 else None, call(1)) for s in range(10)]
     return make_samples({"resilient": resilient, "naive": naive})
