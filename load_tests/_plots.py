@@ -41,19 +41,35 @@ def _xs(samples: Samples, kind: str) -> tuple[list[float], list[Window]]:
     return [float(s - start) for s, _ in series], [w for _, w in series]
 
 
+def _rolling(ws: Sequence[Window], width: int) -> list[dict[int, int]]:
+    """Each second's latency histogram merged with its neighbours' (a centred window)."""
+    out = []
+    half = width // 2
+    for i in range(len(ws)):
+        merged: dict[int, int] = {}
+        for w in ws[max(0, i - half) : i + half + 1]:
+            for k, v in w.latency.items():
+                merged[k] = merged.get(k, 0) + v
+        out.append(merged)
+    return out
+
+
 def _shade(ax: Axes, windows: Sequence[Sequence[float]]) -> None:
     for i, (a, b) in enumerate(windows):
         ax.axvspan(a, b, color="#999999", alpha=0.15, label="scripted fault" if i == 0 else None)
 
 
-def _finish(fig, ax: Axes, title: str, ylabel: str, path: Path) -> None:
+def _finish(fig, ax: Axes, title: str, ylabel: str, path: Path, also: Axes | None = None) -> None:
     ax.set_title(title)
     ax.set_xlabel("seconds since start")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
+    if also is not None:
+        more = also.get_legend_handles_labels()
+        handles, labels = handles + more[0], labels + more[1]
     if handles:
-        ax.legend(loc="best", fontsize=8)
+        ax.legend(handles, labels, loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -78,12 +94,14 @@ def render_all(samples: Samples, out: Path) -> list[str]:
     fig, ax = plt.subplots(figsize=(9, 3.6))
     for kind in kinds:
         xs, ws = _xs(samples, kind)
+        rolled = _rolling(ws, 5)
         for q, style in ((0.50, "-"), (0.95, "--"), (0.99, ":")):
-            ys = [percentile(w.latency, q) for w in ws]
+            ys = [percentile(h, q) for h in rolled]
             ax.plot(xs, ys, color=_color(kind), ls=style, label=f"{kind} p{int(q * 100)}")
     _shade(ax, windows)
     ax.set_yscale("symlog", linthresh=10)
-    _finish(fig, ax, "Latency of whole calls (retries and waits included)", "ms", out / "latency.png")
+    title = "Latency of whole calls, retries and waits included (5 s rolling)"
+    _finish(fig, ax, title, "ms", out / "latency.png")
     names.append("latency.png")
 
     fig, ax = plt.subplots(figsize=(9, 3.6))
@@ -96,6 +114,7 @@ def render_all(samples: Samples, out: Path) -> list[str]:
     names.append("failures.png")
 
     fig, ax = plt.subplots(figsize=(9, 3.0))
+    share = ax.twinx()
     plotted = False
     for kind in kinds:
         xs, ws = _xs(samples, kind)
@@ -105,19 +124,23 @@ def render_all(samples: Samples, out: Path) -> list[str]:
         plotted = True
         ys = [math.nan if level < 0 else level for level in levels]
         ax.step(xs, ys, where="post", color=_color(kind), label=f"{kind}: worst breaker state")
-        ax.bar(
+        share.bar(
             xs,
-            [w.breaker_rejections / max(1, w.calls) * 2 for w in ws],
+            [w.breaker_rejections / w.calls if w.calls else 0.0 for w in ws],
             width=0.9,
+            align="edge",
             color=_color(kind),
             alpha=0.25,
-            label=f"{kind}: share of calls rejected (x2)",
+            label=f"{kind}: calls rejected by the open breaker",
         )
     if not plotted:
         ax.text(0.5, 0.5, "no circuit breaker in this run", ha="center", va="center", transform=ax.transAxes)
     _shade(ax, windows)
     ax.set_yticks([0, 1, 2], ["closed", "half-open", "open"])
     ax.set_ylim(-0.2, 2.3)
-    _finish(fig, ax, "Circuit breaker", "state", out / "breaker.png")
+    share.set_ylim(0, 1.15)
+    share.set_ylabel("share of calls rejected")
+    title = "Circuit breaker (per second: the worst state a call ended in)"
+    _finish(fig, ax, title, "state", out / "breaker.png", also=share)
     names.append("breaker.png")
     return names
