@@ -126,11 +126,12 @@ def resilient_policies(
 
     Tuned for a fleet under faults: a short read timeout (the chaos preset holds some requests
     3 s), a retry budget loose enough for a 20% fault rate yet bounded in an outage, a breaker
-    that opens when 60% of the last 8..20 attempts failed with a 5xx or a broken connection (a
-    real outage, not the chaos preset's ~15% noise; a 429 is the quota, not ill health, and is
-    the limiter's business) and sends one probe every 2 s, stale-if-error reads, and a limiter
-    that follows the server's quota headers (and stays under ``limiter_rate`` when the scenario
-    knows the quota).
+    that opens when 7 of the last 10 attempts failed with a 5xx or a broken connection (about
+    as soon as the fake's compliance check expects after an outage starts, and about once in
+    10^4 windows under the chaos preset's ~15% failures; a 429 is the quota, not ill health,
+    and is the limiter's business) and sends one probe every 2 s, stale-if-error reads, and a
+    limiter that follows the server's quota headers (and stays under ``limiter_rate`` when the
+    scenario knows the quota).
     """
     rate = limiter_rate if limiter_rate else 10_000.0
     return Policies(
@@ -142,9 +143,9 @@ def resilient_policies(
             budget=RetryBudget(ratio=0.5, min_per_second=2.0),
         ),
         breaker=BreakerPolicy(
-            window=20,
-            min_calls=8,
-            failure_rate=0.6,
+            window=10,
+            min_calls=5,
+            failure_rate=0.7,
             open_for=2.0,
             half_open_permits=1,
             failure_statuses=frozenset(range(500, 600)),
