@@ -35,7 +35,8 @@ class Scenario:
     given length (posted to ``/__admin/faults`` when the test starts, so their windows line up
     with the load); ``server_quota`` is the tenant's ``(per_minute, burst)`` on the fake (the
     default is generous, so only the scenarios about quotas meet the server's limiter);
-    ``pacing`` is each user's logical calls per second.
+    ``pacing`` is each user's logical calls per second (0: no wait); ``client_cache`` turns the
+    resilient client's cache off when a scenario measures the client itself.
     """
 
     name: str
@@ -48,6 +49,7 @@ class Scenario:
     server_quota: tuple[int, int] = (60_000, 2_000)
     limiter_rate: float | None = None
     hot_profiles: int = 20
+    client_cache: bool = True
     rules_spec: tuple[tuple[str, float, float, Mapping[str, Any]], ...] = ()
 
     def users_at(self, elapsed: float, duration: float, users: int) -> int | None:
@@ -139,10 +141,20 @@ SCENARIOS: Mapping[str, Scenario] = {
         ),
         Scenario(
             name="bench",
-            description="No faults, a generous quota, generate only, as fast as the users can go: the "
-            "overhead of the resilient client against plain requests.",
+            description="No faults, no quota to speak of, profile reads only with the client's cache "
+            "off, as fast as the users can go: the resilient client's overhead against plain requests.",
+            mix={"get_profile": 1},
+            pacing=0.0,
+            server_quota=(100_000_000, 10_000_000),
+            client_cache=False,
+        ),
+        Scenario(
+            name="bench-generate",
+            description="As bench, with POST /hr_generate: the resilient client also sends an "
+            "Idempotency-Key, which the fake stores, so the server does more work per call.",
             mix={"generate": 1},
             pacing=0.0,
+            server_quota=(100_000_000, 10_000_000),
         ),
     )
 }

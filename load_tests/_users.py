@@ -120,7 +120,10 @@ class _TracingSession(ResilientSession):
 
 
 def resilient_policies(
-    *, limiter_rate: float | None, listeners: tuple[Callable[[BreakerTransition], None], ...] = ()
+    *,
+    limiter_rate: float | None,
+    cache: bool = True,
+    listeners: tuple[Callable[[BreakerTransition], None], ...] = (),
 ) -> Policies:
     """The reference client's policies as the load tests run it.
 
@@ -152,7 +155,7 @@ def resilient_policies(
             listeners=listeners,
         ),
         limiter=RateLimitPolicy(rate=rate, burst=max(1, int(rate)), block=True, follow_server=True),
-        cache=CachePolicy(stale_if_error=60.0),
+        cache=CachePolicy(stale_if_error=60.0) if cache else None,
         timeouts=Timeouts(connect=2.0, read=2.5, total=20.0),
         pool_connections=4,
         pool_maxsize=256,
@@ -181,8 +184,9 @@ def _shared_client(user: User) -> ResonanceClient:
         opts = _options(user)
         host = (user.host or user.environment.host or "").rstrip("/")
         rate = float(getattr(opts, "lt_limiter_rate", 0.0) or 0.0) or None
+        scenario = _scenarios.get(getattr(opts, "lt_scenario", "steady"))
         session = _TracingSession(
-            resilient_policies(limiter_rate=rate, listeners=(_on_transition,)),
+            resilient_policies(limiter_rate=rate, cache=scenario.client_cache, listeners=(_on_transition,)),
             auth=ApiKeyAuth(getattr(opts, "lt_api_key", "demo-key")),
         )
         session.headers["X-Mock-Session"] = f"{getattr(opts, 'lt_run_id', 'run')}-resilient"
