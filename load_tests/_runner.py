@@ -177,7 +177,8 @@ def run(opts: RunOptions) -> RunResult:
         if (out / "thresholds.json").exists():
             verdict = json.loads((out / "thresholds.json").read_text(encoding="utf-8"))
         server: dict[str, Any] = {}
-        if samples is not None and fake is not None:
+        if samples is not None:
+            # {} from a host without our admin API (a real upstream).
             server = server_facts(host, [f"{run_id}-{k}" for k in kinds])
     finally:
         if fake is not None:
