@@ -7,9 +7,11 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import requests
 
@@ -49,13 +51,41 @@ def process(args: list[str], port: int, env: dict[str, str] | None = None) -> It
         proc.wait(timeout=20)
 
 
+ROOMY_TENANTS = {
+    "tenants": [
+        {
+            "name": name,
+            "api_keys": [f"{name}-key"],
+            "basic": {name: f"{name}-pass"},
+            "oauth_clients": {f"{name}-client": f"{name}-secret"},
+            "signing_secret": f"{name}-signing-secret",
+            "rate_limit": {"per_minute": 60_000_000, "burst": 1_000_000},
+        }
+        for name in ("demo", "acme")
+    ]
+}
+
+
 @contextmanager
 def fake(port: int, *extra: str) -> Iterator[str]:
-    """The fake, started the way a user starts it."""
-    with process(
-        ["-m", "mock_server", "serve", "--port", str(port), "--db", ":memory:", *extra], port
-    ) as url:
-        yield url
+    """The fake, started the way a user starts it, with limits no benchmark reaches (else the
+    server's own rate limiter is what gets measured)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tenants = Path(tmp) / "tenants.json"
+        tenants.write_text(json.dumps(ROOMY_TENANTS))
+        args = [
+            "-m",
+            "mock_server",
+            "serve",
+            "--port",
+            str(port),
+            "--db",
+            ":memory:",
+            "--tenants",
+            str(tenants),
+        ]
+        with process([*args, *extra], port) as url:
+            yield url
 
 
 @contextmanager
