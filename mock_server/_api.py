@@ -14,11 +14,9 @@ import binascii
 import contextlib
 import hashlib
 import hmac
-import itertools
 import json
 import re
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -37,6 +35,7 @@ from . import _generate
 from ._auth import Authenticator, Principal
 from ._config import ServerConfig
 from ._errors import ApiError, error_response
+from ._ids import new_request_id
 from ._inputs import (
     NAME,
     BatchIn,
@@ -72,16 +71,6 @@ def dumps(obj: Any) -> bytes:
 
 def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(dumps(obj), status_code=status, headers=headers, media_type=JSON)
-
-
-# Request ids need to be unique, not unpredictable: a per-process prefix and a counter cost
-# far less than uuid4 on every request.
-_RID_PREFIX = uuid.uuid4().hex[:12]
-_rid_counter = itertools.count(1)
-
-
-def new_request_id() -> str:
-    return f"{_RID_PREFIX}{next(_rid_counter):012x}"
 
 
 def request_id_of(scope: MutableMapping[str, Any], headers: Headers) -> str:

@@ -16,7 +16,7 @@ import hmac
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,7 +100,7 @@ class Authenticator:
         return token, self._token_ttl
 
     # -- requests ------------------------------------------------------------------------
-    def tenant_of(self, headers: Headers) -> str | None:
+    def tenant_of(self, headers: Mapping[str, str]) -> str | None:
         """The tenant a request's credentials name, without verifying them (for matching)."""
         key = headers.get("x-api-key")
         if key is not None:

@@ -14,7 +14,9 @@ from .exceptions import ConfigError
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mock-server", description="A fault-injecting fake of ResonanceOS v6.")
+    parser = argparse.ArgumentParser(
+        prog="mock-server", description="A fault-injecting fake of ResonanceOS v6."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve the fake on loopback")
     serve.add_argument("--host", default="127.0.0.1")
@@ -43,12 +45,20 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     if args.cache_max_age < 0:
         raise ConfigError(f"--cache-max-age: must be 0 or more, got {args.cache_max_age}")
     return ServerConfig(
-        host=args.host, port=args.port, db=args.db,
+        host=args.host,
+        port=args.port,
+        db=args.db,
         tenants=load_tenants(args.tenants) if args.tenants else DEFAULT_TENANTS,
-        faults=args.faults, preset=args.preset, seed=args.seed, admin_token=args.admin_token,
-        allow_fault_header=args.allow_fault_header, journal_size=args.journal_size,
-        cache_max_age=args.cache_max_age, retry_after_format=args.retry_after_format,
-        token_ttl=args.token_ttl, access_log=args.access_log,
+        faults=args.faults,
+        preset=args.preset,
+        seed=args.seed,
+        admin_token=args.admin_token,
+        allow_fault_header=args.allow_fault_header,
+        journal_size=args.journal_size,
+        cache_max_age=args.cache_max_age,
+        retry_after_format=args.retry_after_format,
+        token_ttl=args.token_ttl,
+        access_log=args.access_log,
     )
 
 

@@ -70,8 +70,14 @@ def validation_error(loc: Sequence[str | int], msg: str) -> ApiError:
     return ApiError(422, f"{'.'.join(map(str, loc))}: {msg}", details=[{"loc": list(loc), "msg": msg}])
 
 
-def error_body(status: int, message: str, request_id: str, *, code: str | None = None,
-               details: Sequence[Mapping[str, Any]] | None = None) -> bytes:
+def error_body(
+    status: int,
+    message: str,
+    request_id: str,
+    *,
+    code: str | None = None,
+    details: Sequence[Mapping[str, Any]] | None = None,
+) -> bytes:
     """The contract's error body, serialised."""
     error: dict[str, Any] = {"code": code or code_for(status), "message": message, "request_id": request_id}
     if details is not None:

@@ -20,7 +20,11 @@ _WORDS = (
 
 
 def generate(
-    tenant: str, prompt: str, profile: str | None, max_length: int, temperature: float,
+    tenant: str,
+    prompt: str,
+    profile: str | None,
+    max_length: int,
+    temperature: float,
     profile_vector: Sequence[float] | None,
 ) -> tuple[str, list[float], int]:
     """Content, an 8-float vector in 0..1 and a token count for these inputs."""

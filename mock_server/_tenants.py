@@ -139,7 +139,9 @@ def _strings(value: Any, where: str) -> list[str]:
 
 
 def _string_map(value: Any, where: str) -> dict[str, str]:
-    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
         raise ConfigError(f"{where}: expected a mapping of strings to strings")
     return value
 

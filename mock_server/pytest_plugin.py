@@ -34,8 +34,9 @@ def pytest_configure(config: pytest.Config) -> None:
 def _config(**kwargs: Any) -> ServerConfig:
     unknown = sorted(set(kwargs) - _FIELDS)
     if unknown:
-        raise pytest.UsageError(f"mock_server: unknown setting(s) {', '.join(unknown)}; "
-                                f"known: {', '.join(sorted(_FIELDS))}")
+        raise pytest.UsageError(
+            f"mock_server: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(_FIELDS))}"
+        )
     kwargs.setdefault("db", ":memory:")
     return ServerConfig(**kwargs)
 
@@ -56,7 +57,9 @@ def mock_server_factory() -> Iterator[Callable[..., ServerThread]]:
 
 
 @pytest.fixture
-def mock_server(request: pytest.FixtureRequest, mock_server_factory: Callable[..., ServerThread]) -> ServerThread:
+def mock_server(
+    request: pytest.FixtureRequest, mock_server_factory: Callable[..., ServerThread]
+) -> ServerThread:
     """A fresh fake for this test; ``.url`` is its base URL."""
     marker = request.node.get_closest_marker("mock_server")
     return mock_server_factory(**(marker.kwargs if marker else {}))

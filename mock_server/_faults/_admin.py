@@ -8,7 +8,6 @@ is the layer's job: this app is only reached by callers it let through.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +19,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from .._errors import code_for
+from .._ids import new_request_id
 from ._compliance import Thresholds, analyse
 from ._errors import FaultConfigError
 from ._journal import Filter
@@ -43,7 +43,7 @@ class AdminError(Exception):
 
 
 def _error(status: int, message: str, details: list[dict[str, Any]] | None = None) -> JSONResponse:
-    error: dict[str, Any] = {"code": code_for(status), "message": message, "request_id": uuid.uuid4().hex}
+    error: dict[str, Any] = {"code": code_for(status), "message": message, "request_id": new_request_id()}
     if details is not None:
         error["details"] = details
     return JSONResponse({"error": error}, status_code=status)

@@ -21,12 +21,17 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from fnmatch import translate
-from typing import Any
-
-from starlette.datastructures import Headers
+from typing import Any, Protocol
 
 from ._model import Fault, Rule, RuleSet
 from ._random import draws
+
+
+class HeaderSource(Protocol):
+    """Where a rule reads request headers from (case-insensitive names)."""
+
+    def get(self, key: str, default: str | None = None, /) -> str | None: ...
+
 
 _HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 HEADER_RULE = "X-Mock-Fault"
@@ -67,7 +72,7 @@ class _Compiled:
         self.headers = m.headers
         self.added_at = added_at
 
-    def matches(self, path: str, tenant: str | None, session: str | None, headers: Headers) -> bool:
+    def matches(self, path: str, tenant: str | None, session: str | None, headers: HeaderSource) -> bool:
         if self.path is not None and self.path(path) is None:
             return False
         if self.tenant is not None and tenant != self.tenant:
@@ -190,7 +195,7 @@ class Engine:
     # -- decisions ------------------------------------------------------------------------------
 
     def decide(
-        self, method: str, path: str, tenant: str | None, session: str | None, headers: Headers
+        self, method: str, path: str, tenant: str | None, session: str | None, headers: HeaderSource
     ) -> Decision | None:
         """The decision for one arriving request; None when no rule fires."""
         candidates = self._by_method.get(method)

@@ -20,14 +20,14 @@ import hmac
 import ipaddress
 import math
 import time
-import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .._ids import new_request_id
 from . import _inject, _transport
 from ._engine import Decision, Engine
 from ._errors import FaultConfigError
@@ -36,7 +36,31 @@ from ._metrics import Metrics
 from ._model import Fault, RuleSet
 from ._parse import parse_fault_header
 
-TenantOf = Callable[[Headers], str | None]
+TenantOf = Callable[[Mapping[str, str]], str | None]
+# The request headers the layer itself reads, picked out in one pass over the raw list.
+_WANTED = frozenset(
+    (b"x-request-id", b"x-mock-session", b"x-mock-fault", b"idempotency-key", b"x-api-key", b"authorization")
+)
+
+
+_NOTED = frozenset((b"retry-after", b"x-ratelimit-remaining", b"x-ratelimit-reset", b"ratelimit"))
+
+
+class _LazyHeaders:
+    """All request headers, decoded only if a rule asks for one (most rules never do)."""
+
+    __slots__ = ("_headers", "_scope")
+
+    def __init__(self, scope: Scope) -> None:
+        self._scope = scope
+        self._headers: Headers | None = None
+
+    def get(self, name: str, default: str | None = None, /) -> str | None:
+        if self._headers is None:
+            self._headers = Headers(scope=self._scope)
+        return self._headers.get(name, default)
+
+
 OnReset = Callable[[str | None], None]
 
 _ELAPSED, _GONE, _CANCELLED, _SHUTDOWN = "elapsed", "gone", "cancelled", "shutdown"
@@ -44,7 +68,7 @@ _LOOPBACK_NAMES = frozenset({"localhost", "testclient"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-def _no_tenant(headers: Headers) -> str | None:
+def _no_tenant(headers: Mapping[str, str]) -> str | None:
     return None
 
 
@@ -137,10 +161,13 @@ class FaultLayer:
             return
 
         started = self.clock()
-        headers = Headers(scope=scope)
+        headers: dict[str, str] = {}
+        for key, value in scope["headers"]:
+            if key in _WANTED:
+                headers[key.decode("latin-1")] = value.decode("latin-1")
         client_rid = headers.get("x-request-id")
         client_given = _sane_request_id(client_rid)
-        rid: str = client_rid if client_given else uuid.uuid4().hex  # type: ignore[assignment]
+        rid: str = client_rid if client_given else new_request_id()  # type: ignore[assignment]
         state = scope.get("state")
         if state is None:
             state = scope["state"] = {}
@@ -158,7 +185,7 @@ class FaultLayer:
             except FaultConfigError as exc:
                 bad_header = exc
         else:
-            decision = self.engine.decide(method, path, tenant, session, headers)
+            decision = self.engine.decide(method, path, tenant, session, _LazyHeaders(scope))
 
         query = scope.get("query_string", b"")
         entry = Entry(
@@ -208,7 +235,10 @@ class FaultLayer:
         """Keep what the compliance report needs from the response: when to come back."""
         t_seconds: float | None = None
         for key, value in headers:
-            name = bytes(key).lower()
+            # ASGI header names are lowercase already; most headers are of no interest.
+            if key not in _NOTED:
+                continue
+            name = bytes(key)
             if name == b"retry-after":
                 entry.retry_after_s = self._retry_after_seconds(bytes(value).decode("latin-1"))
             elif name == b"x-ratelimit-remaining":
@@ -432,7 +462,7 @@ class FaultLayer:
         refusal = self._admin_refusal(scope)
         if refusal is not None:
             status, message = refusal
-            body = _inject.error_body(status, message, uuid.uuid4().hex)
+            body = _inject.error_body(status, message, new_request_id())
             headers = [(b"content-type", _inject.JSON), (b"content-length", str(len(body)).encode())]
             if status == 401:
                 headers.append((b"www-authenticate", b'AdminToken realm="mock-server-admin"'))
