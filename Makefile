@@ -23,7 +23,7 @@ check: $(STAMP)
 	$(BIN)/mypy
 
 demo: $(STAMP)
-	$(BIN)/python -m mock_server serve --db :memory:
+	$(BIN)/python -m load_tests demo
 
 serve: $(STAMP)
 	$(BIN)/python -m mock_server serve
@@ -31,5 +31,8 @@ serve: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+load-smoke: $(STAMP)
+	$(BIN)/python -m load_tests run --scenario steady --duration 10 --users 2 --out load_reports/smoke
+
 clean:
-	rm -rf $(VENV) reports .mock_server
+	rm -rf $(VENV) reports .mock_server load_reports bench/results
