@@ -22,7 +22,8 @@ def _locust(results: dict[str, Any]) -> str:
     return (
         f"Locust user with the reference client vs a plain requests user ({figures['task']}, "
         f"{figures['users']} users, {figures['rounds']} rounds)\n"
-        f"  {figures['resilient_rps']:.1f} vs {figures['plain_rps']:.1f} requests/s: ratio {figures['ratio']:.3f}"
+        f"  {figures['resilient_rps']:.1f} vs {figures['plain_rps']:.1f} requests/s:"
+        f" ratio {figures['ratio']:.3f}"
     )
 
 

@@ -120,12 +120,22 @@ class TokenBucket:
                     )
                 self.waits += 1
             self._tokens -= 1
-        if wait > 0:
+        waited = 0.0
+        while wait > 0:
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("rate limit: waiting %.3f s for %s", wait, self.host)
             policy.sleep(wait)
-            return wait
-        return 0.0
+            waited += wait
+            # A pause the server announced while we slept (a 429, or none remaining) holds this
+            # request too: its token was taken before the server said to stop.
+            with self._lock:
+                wait = self._paused_until - policy.clock()
+                if wait > 0 and not (deadline or _NO_DEADLINE).allows(wait):
+                    raise DeadlineExceeded(
+                        f"client-side rate limit for {self.host or 'host'}: "
+                        f"server pause ends in {wait:.3f} s, after the deadline"
+                    )
+        return waited
 
     def observe(self, status: int, headers: Mapping[str, str]) -> None:
         """Adapt to a response: its rate-limit headers, and a 429's ``Retry-After``."""

@@ -179,3 +179,27 @@ def test_registry_has_one_bucket_per_host():
     reg = LimiterRegistry(RateLimitPolicy(clock=FakeClock()))
     assert reg.get("http://a:80") is reg.get("http://a:80")
     assert reg.get("http://a:80") is not reg.get("http://b:80")
+
+
+def test_a_pause_announced_during_a_wait_holds_the_waiting_request() -> None:
+    """A request already waiting for a token also waits out a pause the server announces meanwhile."""
+    import threading
+
+    from client import FakeClock, RateLimitPolicy, TokenBucket
+
+    clock = FakeClock()
+    announced = threading.Event()
+    bucket: TokenBucket
+
+    def sleep(seconds: float) -> None:
+        clock.sleep(seconds)
+        if not announced.is_set():
+            announced.set()
+            bucket.observe(429, {"Retry-After": "2"})
+
+    policy = RateLimitPolicy(rate=10, burst=1, clock=clock.clock, wall_clock=clock.wall, sleep=sleep)
+    bucket = TokenBucket(policy)
+    bucket.acquire()
+    start = clock.clock()
+    waited = bucket.acquire()
+    assert clock.clock() - start >= 2.0 and waited >= 2.0
