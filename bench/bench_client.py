@@ -115,12 +115,12 @@ def report(figures: dict[str, Any]) -> str:
     for name, f in figures.items():
         if name.startswith("overhead"):
             lines.append(
-                f"  {name:32} client {f['client_us']:8.1f} us/call  bare requests {f['bare_us']:8.1f}"
+                f"  {name:52} client {f['client_us']:8.1f} us/call  bare requests {f['bare_us']:8.1f}"
                 f"  ratio {f['ratio']:.3f}"
             )
     hit = figures["fresh cache hit"]
     lines.append(
-        f"  {'fresh cache hit':32} client {hit['client_us']:8.2f} us/call  requests-cache"
+        f"  {'fresh cache hit':52} client {hit['client_us']:8.2f} us/call  requests-cache"
         f" {hit['requests_cache_us']:8.2f}  {hit['speedup']:.0f}x faster"
     )
     return "\n".join(lines)
