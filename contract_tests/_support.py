@@ -19,6 +19,7 @@ from typing import Any
 import requests
 from hypothesis import strategies as st
 from requests.adapters import BaseAdapter, HTTPAdapter
+from requests.structures import CaseInsensitiveDict
 
 from client import FakeClock, Policies, ResilientSession
 from mock_server import ServerThread
@@ -89,7 +90,7 @@ class Sent:
     headers: dict[str, str]
     body: bytes | None
     status: int | None = None
-    response_headers: dict[str, str] = field(default_factory=dict)
+    response_headers: Mapping[str, str] = field(default_factory=dict)
     received_mono: float | None = None
     received_wall: float | None = None
 
@@ -117,7 +118,7 @@ class RecordingAdapter(HTTPAdapter):
             self.sent.append(record)
         response = super().send(request, *args, **kwargs)
         record.status = response.status_code
-        record.response_headers = dict(response.headers)
+        record.response_headers = CaseInsensitiveDict(response.headers)
         record.received_mono, record.received_wall = self.clock.clock(), self.clock.wall()
         return response
 
