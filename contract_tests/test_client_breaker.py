@@ -19,6 +19,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from client import (
     BreakerPolicy,
     BreakerState,
+    BreakerTransition,
     CircuitBreaker,
     CircuitOpen,
     FakeClock,
@@ -57,27 +58,41 @@ def _breaker_session(fake: ServerThread, policy: BreakerPolicy, clock: FakeClock
 def test_open_breaker_sends_nothing(
     fake: ServerThread, outcomes: list[bool], gaps: list[float], window: int, min_calls: int, rate: float
 ) -> None:
-    """Property 4a: a call refused by the open breaker never reaches the server, and the
-    breaker does not open before min_calls outcomes were recorded."""
+    """Property 4a: while the breaker is open (from the transition to open until open_for has
+    passed) no call reaches the server, and it never opens before min_calls outcomes."""
     min_calls = min(min_calls, window)
     sid = new_session()
     clock = fake_clock()
-    policy = BreakerPolicy(window=window, min_calls=min_calls, failure_rate=rate, open_for=10.0)
+    transitions: list[BreakerTransition] = []
+    policy = BreakerPolicy(
+        window=window, min_calls=min_calls, failure_rate=rate, open_for=10.0, listeners=(transitions.append,)
+    )
     session = _breaker_session(fake, policy, clock, sid)
     plan = [FAIL if failed else {"type": "latency", "fixed_ms": 0} for failed in outcomes]
     recorded = 0
     with planned(fake, sid, plan):
         for gap in gaps[: len(outcomes) + 5]:
             clock.advance(gap)
+            last = transitions[-1] if transitions else None
+            must_refuse = (
+                last is not None
+                and last.new is BreakerState.OPEN
+                and clock.clock() < last.at + policy.open_for
+            )
             before = fake.admin.count(session=sid)
+            opened_before = any(t.new is BreakerState.OPEN for t in transitions)
             try:
                 session.get(f"{fake.url}/profiles")
             except CircuitOpen:
                 assert fake.admin.count(session=sid) == before, "a refused call reached the server"
-                assert recorded >= min_calls, "the breaker opened before min_calls outcomes"
                 continue
-            recorded += 1
+            assert not must_refuse, "the breaker let a call through while open"
+            if not opened_before:
+                recorded += 1
             assert fake.admin.count(session=sid) == before + 1
+    first_open = next((t for t in transitions if t.new is BreakerState.OPEN), None)
+    if first_open is not None:
+        assert recorded >= min_calls, "the breaker opened before min_calls outcomes"
 
 
 @pytest.mark.socket
