@@ -63,16 +63,22 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 
 
 def banner(config: ServerConfig, url: str) -> str:
-    lines = [f"ResonanceOS v6 fake listening on {url}", f"  OpenAPI: {url}/openapi.json", "  credentials:"]
-    for tenant in config.tenants:
-        parts = []
-        if tenant.api_keys:
-            parts.append(f"X-API-Key: {tenant.api_keys[0]}")
-        for user, password in list(tenant.basic.items())[:1]:
-            parts.append(f"basic {user}:{password}")
-        for client, secret in list(tenant.oauth_clients.items())[:1]:
-            parts.append(f"oauth {client}/{secret}")
-        lines.append(f"    {tenant.name}: " + ", ".join(parts))
+    """What the server prints on start: its URL and, for the built-in tenants only, their
+    published demo credentials (credentials from a tenants file are secrets and never shown)."""
+    lines = [f"ResonanceOS v6 fake listening on {url}", f"  OpenAPI: {url}/openapi.json"]
+    if config.tenants == DEFAULT_TENANTS:
+        lines.append("  demo credentials:")
+        for tenant in config.tenants:
+            user, password = next(iter(tenant.basic.items()))
+            client, secret = next(iter(tenant.oauth_clients.items()))
+            lines.append(
+                f"    {tenant.name}: X-API-Key: {tenant.api_keys[0]}, basic {user}:{password},"
+                f" oauth {client}/{secret}, signing secret {tenant.signing_secret}"
+            )
+    else:
+        lines.append(
+            f"  tenants: {', '.join(t.name for t in config.tenants)} (credentials from the tenants file)"
+        )
     lines.append(f"  state: {config.db}")
     if config.faults or config.preset:
         lines.append(f"  faults: {config.faults or ''} {config.preset or ''}".rstrip())
@@ -91,7 +97,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mock-server: {exc}", file=sys.stderr)
         return 2
     host = f"[{config.host}]" if ":" in config.host else config.host
-    # The banner shows the demo credentials on purpose: they are the fake's published defaults.
     print(banner(config, f"http://{host}:{config.port}"), flush=True)
     uvicorn.Server(uconfig).run()
     return 0

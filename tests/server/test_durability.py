@@ -122,3 +122,28 @@ def test_cli_rejects_bad_flags(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "tenants[0].name" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_banner_never_shows_credentials_from_a_tenants_file() -> None:
+    """The start banner shows the published demo credentials, and none from a tenants file."""
+    from mock_server import DEFAULT_TENANTS, ServerConfig
+    from mock_server._cli import banner
+    from mock_server._tenants import parse_tenants
+
+    shown = banner(ServerConfig(tenants=DEFAULT_TENANTS), "http://127.0.0.1:1")
+    assert "demo-key" in shown and "demo-signing-secret" in shown
+    custom = parse_tenants(
+        {
+            "tenants": [
+                {
+                    "name": "corp",
+                    "api_keys": ["s3cret-key"],
+                    "basic": {"u": "pw-9"},
+                    "signing_secret": "sig-77",
+                }
+            ]
+        }
+    )
+    hidden = banner(ServerConfig(tenants=custom), "http://127.0.0.1:1")
+    assert "corp" in hidden
+    assert not any(secret in hidden for secret in ("s3cret-key", "pw-9", "sig-77"))
