@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 
 import uvicorn
 
@@ -90,6 +92,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         config = config_from_args(args)
+        if config.port == 0:
+            # Pick the port now so the banner can name it.
+            with socket.socket() as sock:
+                sock.bind((config.host, 0))
+                config = replace(config, port=sock.getsockname()[1])
         from ._server import uvicorn_config
 
         uconfig = uvicorn_config(config)
