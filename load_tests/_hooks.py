@@ -27,6 +27,7 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 from client import BreakerState, BreakerTransition
+from mock_server._faults import preset
 
 from . import _scenarios, _thresholds
 from ._samples import Samples
@@ -132,7 +133,10 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     if seeded < scenario.hot_profiles:
         print(f"load_tests: only {seeded}/{scenario.hot_profiles} hot profiles exist", file=sys.stderr)
     if opts.lt_fake:
-        for rule in scenario.rules(opts.lt_duration):
+        # The fake was started without the scenario's preset so that seeding did not have to
+        # fight its faults; they go on now, timed from here like the scenario's own rules.
+        preset_rules = [r.to_dict() for r in preset(scenario.preset).rules] if scenario.preset else []
+        for rule in [*preset_rules, *scenario.rules(opts.lt_duration)]:
             response = requests.post(f"{host}/__admin/faults", json=rule, timeout=5)
             if response.status_code >= 300:
                 print(f"load_tests: fault rule {rule['id']} refused: {response.text}", file=sys.stderr)

@@ -148,9 +148,9 @@ def run(opts: RunOptions) -> RunResult:
         if opts.host:
             host = opts.host.rstrip("/")
         else:
-            fake = Fake(
-                preset=scenario.preset, seed=opts.seed, quota=scenario.server_quota, log_path=out / "fake.log"
-            )
+            # No preset at start: the locust process seeds the hot profiles first, then installs
+            # the preset's rules through the admin API (see _hooks._on_test_start).
+            fake = Fake(preset=None, seed=opts.seed, quota=scenario.server_quota, log_path=out / "fake.log")
             host = fake.start()
         master_port = opts.master_port or (free_port() if opts.processes or opts.master else 0)
         cmd = locust_command(opts, host, run_id, fake=fake is not None, master_port=master_port)
