@@ -4,24 +4,19 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import requests
 
+from load_tests._fake import Fake, free_port
+
+__all__ = ["UVICORN", "bare", "fake", "free_port", "process"]
+
 UVICORN = dict(log_level="warning", access_log=False, lifespan="on", timeout_keep_alive=30, backlog=2048)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager
@@ -51,41 +46,12 @@ def process(args: list[str], port: int, env: dict[str, str] | None = None) -> It
         proc.wait(timeout=20)
 
 
-ROOMY_TENANTS = {
-    "tenants": [
-        {
-            "name": name,
-            "api_keys": [f"{name}-key"],
-            "basic": {name: f"{name}-pass"},
-            "oauth_clients": {f"{name}-client": f"{name}-secret"},
-            "signing_secret": f"{name}-signing-secret",
-            "rate_limit": {"per_minute": 60_000_000, "burst": 1_000_000},
-        }
-        for name in ("demo", "acme")
-    ]
-}
-
-
 @contextmanager
 def fake(port: int, *extra: str) -> Iterator[str]:
-    """The fake, started the way a user starts it, with limits no benchmark reaches (else the
-    server's own rate limiter is what gets measured)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        tenants = Path(tmp) / "tenants.json"
-        tenants.write_text(json.dumps(ROOMY_TENANTS))
-        args = [
-            "-m",
-            "mock_server",
-            "serve",
-            "--port",
-            str(port),
-            "--db",
-            ":memory:",
-            "--tenants",
-            str(tenants),
-        ]
-        with process([*args, *extra], port) as url:
-            yield url
+    """The fake, started the way a user starts it (the CLI in its own process), with the default
+    journal and limits no benchmark reaches (else the server's own rate limiter is measured)."""
+    with Fake(port=port, extra_args=extra, quota=(60_000_000, 1_000_000), journal_size=10_000) as server:
+        yield server.url
 
 
 @contextmanager

@@ -64,7 +64,11 @@ class Fake:
         journal_size: int = 500_000,
         log_path: Path | None = None,
         python: str = sys.executable,
+        port: int | None = None,
+        extra_args: Sequence[str] = (),
     ) -> None:
+        self.fixed_port = port
+        self.extra_args = tuple(extra_args)
         self.preset = preset
         self.seed = seed
         self.quota = quota
@@ -83,7 +87,7 @@ class Fake:
         cmd += ["--tenants", str(tenants)]
         if self.preset:
             cmd += ["--preset", self.preset]
-        return cmd
+        return [*cmd, *self.extra_args]
 
     def start(self, timeout: float = 20.0) -> str:
         """Start the fake and wait for ``/health``; returns its URL."""
@@ -92,8 +96,8 @@ class Fake:
         tenants.write_text(_tenants_yaml(*self.quota), encoding="utf-8")
         self._log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         last_error: str = ""
-        for _ in range(3):  # a port taken between free_port() and bind: try another
-            self.port = free_port()
+        for _ in range(1 if self.fixed_port else 3):  # a port taken between free_port() and bind: retry
+            self.port = self.fixed_port or free_port()
             self.url = f"http://127.0.0.1:{self.port}"
             self._proc = subprocess.Popen(
                 self.command(self.port, tenants),
