@@ -94,6 +94,13 @@ class Sent:
     received_mono: float | None = None
     received_wall: float | None = None
 
+    @classmethod
+    def of(cls, request: requests.PreparedRequest, clock: FakeClock) -> Sent:
+        body = request.body.encode() if isinstance(request.body, str) else request.body
+        return cls(
+            clock.clock(), clock.wall(), request.method or "", request.url or "", dict(request.headers), body
+        )
+
 
 class RecordingAdapter(HTTPAdapter):
     """A real HTTPAdapter that notes every attempt with the test's clock readings."""
@@ -105,15 +112,7 @@ class RecordingAdapter(HTTPAdapter):
         self._lock = threading.Lock()
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
-        body = request.body.encode() if isinstance(request.body, str) else request.body
-        record = Sent(
-            self.clock.clock(),
-            self.clock.wall(),
-            request.method or "",
-            request.url or "",
-            dict(request.headers),
-            body,
-        )
+        record = Sent.of(request, self.clock)
         with self._lock:
             self.sent.append(record)
         response = super().send(request, *args, **kwargs)
@@ -141,17 +140,7 @@ class CannedAdapter(BaseAdapter):
         self.sent: list[Sent] = []
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
-        body = request.body.encode() if isinstance(request.body, str) else request.body
-        self.sent.append(
-            Sent(
-                self.clock.clock(),
-                self.clock.wall(),
-                request.method or "",
-                request.url or "",
-                dict(request.headers),
-                body,
-            )
-        )
+        self.sent.append(Sent.of(request, self.clock))
         step = self.script[min(len(self.sent) - 1, len(self.script) - 1)]
         if callable(step):
             step = step(self.clock)

@@ -208,8 +208,9 @@ class Api:
         async def endpoint(request: Request) -> Response:
             headers = request.headers
             rid = request_id_of(request.scope, headers)
-            started = self.wall()
-            t0 = self.clock()
+            # Only authenticated traffic is recorded, so only it is timed.
+            started = self.wall() if auth else 0.0
+            t0 = self.clock() if auth else 0.0
             principal: Principal | None = None
             limit_headers: dict[str, str] | None = None
             try:
@@ -221,11 +222,8 @@ class Api:
                     )
                     limit_headers = verdict.headers
                     if not verdict.allowed:
-                        raise ApiError(
-                            429,
-                            f"rate limit exceeded; retry in {verdict.retry_after} s",
-                            headers=limit_headers,
-                        )
+                        # The except clause below adds limit_headers (Retry-After included).
+                        raise ApiError(429, f"rate limit exceeded; retry in {verdict.retry_after} s")
                 response = await handler(request, principal, raw, rid)  # type: ignore[arg-type]
             except ApiError as exc:
                 if limit_headers is not None:

@@ -106,12 +106,10 @@ class Authenticator:
         if key is not None:
             tenant = self._dir.by_api_key.get(key)
             return tenant.name if tenant else None
-        auth = headers.get("authorization")
-        if auth is None:
+        split = _split_authorization(headers)
+        if split is None:
             return None
-        scheme, _, value = auth.partition(" ")
-        scheme = scheme.lower()
-        value = value.strip()
+        scheme, value = split
         if scheme == "bearer":
             tenant = self._dir.by_api_key.get(value)
             if tenant is not None:
@@ -168,12 +166,10 @@ class Authenticator:
         return Principal(tenant, _credential_id("key", key))
 
     def _authorization(self, headers: Headers) -> Principal | None:
-        auth = headers.get("authorization")
-        if auth is None:
+        split = _split_authorization(headers)
+        if split is None:
             return None
-        scheme, _, value = auth.partition(" ")
-        scheme = scheme.lower()
-        value = value.strip()
+        scheme, value = split
         if scheme == "bearer":
             if not value:
                 raise ApiError(401, "the Bearer credential is empty")
@@ -252,6 +248,15 @@ class Authenticator:
             raise ApiError(401, "this request signature was already used (replay)")
         # A signature stays replayable as long as its timestamp is inside the window.
         seen[signature] = when + self._window + 1
+
+
+def _split_authorization(headers: Mapping[str, str]) -> tuple[str, str] | None:
+    """The Authorization header as (lower-case scheme, credential), or None when absent."""
+    auth = headers.get("authorization")
+    if auth is None:
+        return None
+    scheme, _, value = auth.partition(" ")
+    return scheme.lower(), value.strip()
 
 
 def _basic(value: str) -> tuple[str, str] | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from ._errors import FaultConfigError
 
@@ -24,17 +24,7 @@ FaultType = Literal[
     "wrong_content_type",
     "slow_body",
 ]
-FAULT_TYPES: tuple[str, ...] = (
-    "latency",
-    "status",
-    "timeout",
-    "reset",
-    "close",
-    "truncate",
-    "malformed_json",
-    "wrong_content_type",
-    "slow_body",
-)
+FAULT_TYPES: tuple[str, ...] = get_args(FaultType)
 #: Faults after which the request may or may not have been processed: the client cannot know.
 CONNECTION_FAULTS = frozenset({"timeout", "reset", "close", "truncate"})
 
