@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Mapping
@@ -80,34 +81,86 @@ def _claim(index: dict[str, Any], key: str, value: Any, what: str) -> None:
     index[key] = value
 
 
+#: The keys each level of the file may have; anything else is refused, not ignored: a
+#: misspelt ``apikeys:`` would otherwise leave a tenant with no key and every request a 401.
+_TOP_KEYS = ("tenants",)
+_TENANT_KEYS = (
+    "name",
+    "api_keys",
+    "basic",
+    "oauth_clients",
+    "signing_secret",
+    "require_signature",
+    "rate_limit",
+)
+_RATE_KEYS = ("per_minute", "burst")
+
+
 def load_tenants(path: str | Path) -> tuple[Tenant, ...]:
-    """Read a tenants file (YAML or JSON); raises ConfigError naming the bad field."""
+    """Read a tenants file (YAML or JSON); raises ConfigError naming the file and the bad field
+    (or the line and column of a syntax error), always on one line."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"tenants file {str(path)!r}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"tenants file {str(path)!r}: not UTF-8 (byte {exc.start})") from exc
+    is_json = str(path).endswith(".json")
     try:
-        data = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        raise ConfigError(f"tenants file {str(path)!r} is not valid YAML/JSON: {exc}") from exc
-    return parse_tenants(data)
+        data = json.loads(text) if is_json else yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"tenants file {str(path)!r}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"tenants file {str(path)!r}: not valid YAML{_yaml_where(exc)}") from exc
+    try:
+        return parse_tenants(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def _yaml_where(exc: yaml.YAMLError) -> str:
+    """`` at line L, column C: problem`` from a YAML error (1-based, like an editor), one line."""
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return f": {' '.join(str(exc).split())}"
+    mark = exc.problem_mark or exc.context_mark
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    text = exc.problem or exc.context or "syntax error"
+    if exc.problem and exc.context:
+        started = exc.context_mark
+        since = f" started at line {started.line + 1}, column {started.column + 1}" if started else ""
+        text += f" ({exc.context}{since})"
+    return f"{where}: {text}"
+
+
+def _only(raw: dict[Any, Any], allowed: tuple[str, ...], where: str) -> None:
+    for key in raw:
+        if key not in allowed:
+            place = f"{where}.{key}" if where else str(key)
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{place}: unknown key; expected one of {', '.join(allowed)}{hint}")
 
 
 def parse_tenants(data: Any) -> tuple[Tenant, ...]:
     """Build tenants from parsed YAML/JSON; raises ConfigError naming the bad field."""
     if not isinstance(data, dict) or not isinstance(data.get("tenants"), list) or not data["tenants"]:
         raise ConfigError("tenants: expected a mapping with a non-empty list under 'tenants'")
+    _only(data, _TOP_KEYS, "")
     tenants = []
     for i, raw in enumerate(data["tenants"]):
         where = f"tenants[{i}]"
         if not isinstance(raw, dict):
             raise ConfigError(f"{where}: expected a mapping")
+        _only(raw, _TENANT_KEYS, where)
         name = raw.get("name")
         if not isinstance(name, str) or not _NAME.match(name):
             raise ConfigError(f"{where}.name: must be 1..64 characters of [A-Za-z0-9_.-]")
         rate = raw.get("rate_limit") or {}
         if not isinstance(rate, dict):
             raise ConfigError(f"{where}.rate_limit: expected a mapping")
+        _only(rate, _RATE_KEYS, f"{where}.rate_limit")
         per_minute = rate.get("per_minute", 600)
         burst = rate.get("burst", 100)
         for key, value in (("per_minute", per_minute), ("burst", burst)):
