@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -52,11 +54,31 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def scenarios_table(width: int) -> str:
+    """Every scenario as a table whose description column wraps within ``width`` characters."""
+    header = ("scenario", "preset", "clients", "description")
+    rows = [
+        (s.name, s.preset or "none", ",".join(s.kinds), s.description) for s in _scenarios.SCENARIOS.values()
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
+    indent = sum(widths) + 2 * len(widths)
+    wrap = max(30, width - indent - 1)
+
+    def line(cells: Sequence[str], description: str) -> str:
+        return "".join(f"{c:<{w}}  " for c, w in zip(cells, widths, strict=True)) + description
+
+    out = [line(header[:3], header[3]), line(["-" * w for w in widths], "-" * len(header[3]))]
+    for *cells, description in rows:
+        first, *more = textwrap.wrap(description, wrap, break_on_hyphens=False)
+        out.append(line(cells, first))
+        out += [" " * indent + m for m in more]
+    return "\n".join(out)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "scenarios":
-        for s in _scenarios.SCENARIOS.values():
-            print(f"{s.name:<12} preset {s.preset or 'none':<8} {s.description}")
+        print(scenarios_table(shutil.get_terminal_size((100, 24)).columns))
         return 0
     from ._runner import RunOptions, run, worker_command
 
