@@ -21,6 +21,11 @@ _VECTOR = {
     "description": "Exactly 8 finite numbers in 0..1.",
 }
 IDEMPOTENCY_PATTERN = r"^[!-~]([ -~]{0,253}[!-~])?$"
+# What the server issues as ``next_cursor``: a URL-safe payload, a dot, a URL-safe tag. A value
+# of this shape the server did not issue (or issued to another tenant) is still 400: that
+# rejects state, not format, and the schemathesis configuration says so.
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$"
+_CURSOR = {"type": "string", "minLength": 3, "maxLength": 1024, "pattern": CURSOR_PATTERN}
 # A date range is a named period or two calendar dates; the pattern admits only real dates
 # (February 29 is accepted in any year and read as the 28th when the year has none).
 _DAY = r"[1-9][0-9]{3}-((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-9])|(0[13-9]|1[0-2])-30|(0[13578]|1[02])-31)"
@@ -44,13 +49,19 @@ _RATE_HEADERS = {
     "RateLimit": _header('IETF state, e.g. "default";r=99;t=1.'),
 }
 _RETRY_AFTER = _header("Delta-seconds or an HTTP-date.")
+# Every 429 says when to come back, the limiter's and an injected one alike.
+_RETRY_AFTER_REQUIRED = _header("Delta-seconds or an HTTP-date; on every 429.", required=True)
 
 
-def _error(description: str, *, retry_after: bool = False, authenticated: bool = True) -> dict[str, Any]:
+def _error(
+    description: str, *, retry_after: bool = False, authenticated: bool = True, required_retry: bool = False
+) -> dict[str, Any]:
     headers: dict[str, Any] = {"X-Request-ID": _REQUEST_ID}
     if authenticated:
         headers.update(_RATE_HEADERS)
-    if retry_after:
+    if required_retry:
+        headers["Retry-After"] = _RETRY_AFTER_REQUIRED
+    elif retry_after:
         headers["Retry-After"] = _RETRY_AFTER
     return {
         "description": description,
@@ -74,7 +85,9 @@ def _errors(*statuses: int, authenticated: bool = True) -> dict[str, Any]:
     }
     out = {str(s): _error(text[s], authenticated=authenticated) for s in statuses}
     # Produced by the server's own limiter and by fault injection.
-    out["429"] = _error("Rate limited (or an injected 429).", retry_after=True, authenticated=authenticated)
+    out["429"] = _error(
+        "Rate limited (or an injected 429).", required_retry=True, authenticated=authenticated
+    )
     out["500"] = _error("Internal error (injected).", authenticated=authenticated)
     out["502"] = _error("Bad gateway (injected).", authenticated=authenticated)
     out["503"] = _error("Unavailable (injected).", retry_after=True, authenticated=authenticated)
@@ -317,7 +330,7 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["items", "next_cursor", "has_more"],
         "properties": {
             "items": {"type": "array", "items": _ref("Profile")},
-            "next_cursor": {"type": ["string", "null"]},
+            "next_cursor": {"anyOf": [_CURSOR, {"type": "null"}]},
             "has_more": {"type": "boolean"},
         },
     },
@@ -468,7 +481,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                         "in": "query",
                         "required": False,
                         "description": "Opaque; from next_cursor. Anything else is 400.",
-                        "schema": {"type": "string"},
+                        "schema": _CURSOR,
                     },
                     {
                         "name": "If-None-Match",
