@@ -1,7 +1,8 @@
 """The ResonanceOS v6 API itself: routes, handlers and the request pipeline.
 
-Each API request goes: read the body (413) → authenticate (401) → take a rate-limit
-token (429) → content type (415) → parse (400) → validate (422) → handler. Handlers
+Each API request goes: read the body (413) → wait out failed authentications from its
+address (429) → authenticate (401) → take a rate-limit token (429) → content type (415) →
+parse (400) → validate (422) → handler. Handlers
 raise :class:`ApiError`; one wrapper renders it, adds ``X-Request-ID`` and the rate-limit
 headers, and records the traffic that analytics report on.
 """
@@ -32,8 +33,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from . import _generate
-from ._auth import Authenticator, Principal
+from ._auth import Authenticator, Principal, WrongCredential
 from ._config import ServerConfig
+from ._cursors import Cursors, new_key
 from ._errors import ApiError, error_response
 from ._ids import new_request_id
 from ._inputs import (
@@ -49,7 +51,7 @@ from ._inputs import (
     validate,
 )
 from ._openapi import DATE_RANGE_PATTERN, IDEMPOTENCY_PATTERN, openapi_document
-from ._ratelimit import RateLimiter
+from ._ratelimit import FailureLimiter, RateLimiter
 from ._store import IdempotencyRecord, Profile, Store
 from ._tenants import TenantDirectory
 from ._traffic import TIMEFRAMES, Traffic, day_of
@@ -58,7 +60,6 @@ VERSION = "6.0.0"
 JSON = "application/json"
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[Request, Principal, bytes, str], Awaitable[Response]]
-_CURSOR_KEY = b"resonance-fake-cursor"
 DATE_RANGE = re.compile(DATE_RANGE_PATTERN)
 IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_PATTERN)
 # Headers of a first response that a replay repeats; the rest (request id, rate limits) are fresh.
@@ -123,6 +124,8 @@ class Api:
             self.directory, token_ttl=config.token_ttl, signature_window=config.signature_window, wall=wall
         )
         self.limiter = RateLimiter(retry_after_format=config.retry_after_format, clock=clock, wall=wall)
+        self.auth_failures = FailureLimiter(config.auth_failure_limit, clock=clock)
+        self.cursors = Cursors(config.cursor_key or new_key())
         self.traffic = Traffic(wall=wall)
         self.store = Store(config.db, wall=wall)
         self._cache_control = f"private, max-age={config.cache_max_age}"
@@ -216,7 +219,13 @@ class Api:
             try:
                 raw = await self._read_body(request) if body else b""
                 if auth:
-                    principal = self.auth.authenticate(headers, request.method, request.scope, raw)
+                    host = _client_host(request)
+                    self._check_failures(host)
+                    try:
+                        principal = self.auth.authenticate(headers, request.method, request.scope, raw)
+                    except WrongCredential:
+                        self.auth_failures.failed(host)
+                        raise
                     verdict = self.limiter.take(
                         principal.credential, headers.get("x-mock-session"), principal.tenant.rate_limit
                     )
@@ -244,6 +253,16 @@ class Api:
             return response
 
         return endpoint
+
+    def _check_failures(self, host: str | None) -> None:
+        """A 429 while ``host`` has failed authentication too often."""
+        wait = self.auth_failures.wait(host)
+        if wait:
+            raise ApiError(
+                429,
+                f"too many failed authentication attempts from this address; retry in {wait} s",
+                headers={"Retry-After": self.limiter.retry_after(wait)},
+            )
 
     async def _read_body(self, request: Request) -> bytes:
         limit = self.config.max_body_bytes
@@ -311,8 +330,12 @@ class Api:
             client_id, secret = user, password
         if not client_id or secret is None:
             return oauth_error(401, "invalid_client", "client_id and client_secret are required")
+        host = _client_host(request)
+        # A throttled address gets the API's 429 (the OAuth error set has no such error).
+        self._check_failures(host)
         issued = self.auth.issue_token(client_id, secret)
         if issued is None:
+            self.auth_failures.failed(host)
             return oauth_error(401, "invalid_client", "unknown client or wrong secret")
         token, ttl = issued
         return json_response(
@@ -454,9 +477,9 @@ class Api:
         query = request.query_params
         limit = query_int(query, "limit", 20, 1, 100)
         cursor = query.get("cursor")
-        after = None if cursor is None else self._decode_cursor(cursor, p.tenant.name)
+        after = None if cursor is None else self.cursors.decode(cursor, p.tenant.name)
         items, more = self.store.page(p.tenant.name, after, limit)
-        next_cursor = self._encode_cursor(p.tenant.name, items[-1].name) if more else None
+        next_cursor = self.cursors.encode(p.tenant.name, items[-1].name) if more else None
         body = b"".join(
             (
                 b'{"items":[',
@@ -474,23 +497,6 @@ class Api:
         if inm is not None and _etag_matches(inm, etag):
             return Response(status_code=304, headers=headers)
         return Response(body, headers=headers, media_type=JSON)
-
-    @staticmethod
-    def _encode_cursor(tenant: str, after: str) -> str:
-        payload = base64.urlsafe_b64encode(dumps({"t": tenant, "a": after})).decode().rstrip("=")
-        tag = hmac.new(_CURSOR_KEY, payload.encode(), hashlib.sha256).hexdigest()[:16]
-        return f"{payload}.{tag}"
-
-    @staticmethod
-    def _decode_cursor(cursor: str, tenant: str) -> str:
-        payload, _, tag = cursor.partition(".")
-        expected = hmac.new(_CURSOR_KEY, payload.encode(), hashlib.sha256).hexdigest()[:16]
-        if not hmac.compare_digest(expected.encode(), tag.encode()):
-            raise ApiError(400, "cursor: not a cursor this server issued; start again without one")
-        data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        if data.get("t") != tenant:
-            raise ApiError(400, "cursor: issued to another tenant")
-        return str(data["a"])
 
     async def create_profile(self, request: Request, p: Principal, raw: bytes, rid: str) -> Response:
         async def produce() -> Response:
@@ -530,7 +536,8 @@ class Api:
             return False
         try:
             since = parsedate_to_datetime(ims)
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
+            # Not an HTTP-date (a year of 11 digits, say): RFC 9110 §13.1.3 says ignore it.
             return False
         if since.tzinfo is None:
             since = since.replace(tzinfo=UTC)
@@ -606,6 +613,11 @@ class Api:
         report = self.traffic.performance(p.tenant.name, timeframe)
         report["metric_type"] = metric
         return json_response(report)
+
+
+def _client_host(request: Request) -> str | None:
+    client = request.scope.get("client")
+    return client[0] if client else None
 
 
 def _by_method(

@@ -3,7 +3,11 @@
 Accepted everywhere but ``/health`` and ``/oauth/token``: ``X-API-Key``, ``Authorization:
 Bearer`` with an API key or an issued token, ``Authorization: Basic``, and HMAC signing
 (``X-Timestamp`` + ``X-Signature``), which a tenant may require. Messages never echo a
-credential: a 401 says what was wrong, not with what.
+credential: a 401 says what was wrong, not with what. A credential that was presented and is
+wrong raises :class:`WrongCredential`, so the caller can count guesses per address.
+
+Issued tokens live in a map and in a queue in order of expiry (one TTL, so issue order): each
+issue drops a few expired ones from the front, so issuing is O(1) however many are live.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -59,6 +63,19 @@ def sign(secret: str, method: str, path_with_query: str, timestamp: str, body: b
     return "sha256=" + mac.hexdigest()
 
 
+class WrongCredential(ApiError):
+    """A 401 for a credential that was presented and is wrong: a guess, as far as we can tell."""
+
+    def __init__(self, message: str, *, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(401, message, headers=headers)
+
+
+# Unix seconds have 10 digits until 2286; anything longer is no timestamp worth parsing.
+_MAX_TIMESTAMP_DIGITS = 12
+# Expired tokens dropped per issue: more than one, so the queue shrinks after a busy spell.
+_PURGE_PER_ISSUE = 4
+
+
 @dataclass(frozen=True, slots=True)
 class IssuedToken:
     tenant: Tenant
@@ -76,12 +93,16 @@ class Authenticator:
         token_ttl: int,
         signature_window: int,
         wall: Callable[[], float] = time.time,
+        max_tokens: int = 100_000,
     ) -> None:
         self._dir = directory
         self._token_ttl = token_ttl
         self._window = signature_window
         self._wall = wall
+        self._max_tokens = max_tokens
         self._tokens: dict[str, IssuedToken] = {}
+        # (expires_at, token) in order of expiry, for dropping expired tokens from the front.
+        self._expiry: deque[tuple[float, str]] = deque()
         # Signatures seen within the window, oldest first, for replay detection.
         self._seen: OrderedDict[str, float] = OrderedDict()
         self._signers = [t for t in directory.tenants if t.signing_secret]
@@ -94,10 +115,29 @@ class Authenticator:
             return None
         token = secrets.token_urlsafe(32)
         now = self._wall()
-        self._tokens[token] = IssuedToken(entry[1], client_id, now + self._token_ttl)
-        if len(self._tokens) > 10_000:
-            self._tokens = {k: v for k, v in self._tokens.items() if v.expires_at > now}
+        self._purge(now)
+        expires_at = now + self._token_ttl
+        self._tokens[token] = IssuedToken(entry[1], client_id, expires_at)
+        self._expiry.append((expires_at, token))
         return token, self._token_ttl
+
+    @property
+    def live_tokens(self) -> int:
+        """How many issued tokens are kept (some may have expired since the last purge)."""
+        return len(self._tokens)
+
+    def _purge(self, now: float) -> None:
+        expiry, tokens = self._expiry, self._tokens
+        for _ in range(_PURGE_PER_ISSUE):
+            if not expiry:
+                return
+            expires_at, token = expiry[0]
+            # Past the cap the oldest token goes early: a client that mints tokens in a loop
+            # must not pin memory for a whole TTL.
+            if expires_at > now and len(expiry) < self._max_tokens:
+                return
+            expiry.popleft()
+            tokens.pop(token, None)
 
     # -- requests ------------------------------------------------------------------------
     def tenant_of(self, headers: Mapping[str, str]) -> str | None:
@@ -162,7 +202,7 @@ class Authenticator:
             return None
         tenant = self._dir.by_api_key.get(key)
         if tenant is None:
-            raise ApiError(401, "the X-API-Key header does not name a known API key")
+            raise WrongCredential("the X-API-Key header does not name a known API key")
         return Principal(tenant, _credential_id("key", key))
 
     def _authorization(self, headers: Headers) -> Principal | None:
@@ -178,12 +218,12 @@ class Authenticator:
                 return Principal(tenant, _credential_id("key", value))
             issued = self._tokens.get(value)
             if issued is None:
-                raise ApiError(
-                    401,
+                raise WrongCredential(
                     "the bearer token is not a known API key or access token",
                     headers={"WWW-Authenticate": 'Bearer realm="resonanceos", error="invalid_token"'},
                 )
             if issued.expires_at <= self._wall():
+                # Its queue entry goes when the purge reaches it.
                 del self._tokens[value]
                 raise ApiError(
                     401,
@@ -197,7 +237,7 @@ class Authenticator:
                 raise ApiError(401, "the Basic credential is not base64 of user:password")
             entry = self._dir.by_basic_user.get(user[0])
             if entry is None or not hmac.compare_digest(entry[0].encode(), user[1].encode()):
-                raise ApiError(401, "unknown user or wrong password")
+                raise WrongCredential("unknown user or wrong password")
             return Principal(entry[1], _credential_id("basic", user[0]))
         raise ApiError(401, f"unsupported Authorization scheme {scheme[:20]!r}: use Bearer or Basic")
 
@@ -213,10 +253,11 @@ class Authenticator:
         stamp = headers.get("x-timestamp")
         if stamp is None:
             raise ApiError(401, "X-Signature needs X-Timestamp (unix seconds)")
-        try:
-            when = int(stamp)
-        except ValueError:
-            raise ApiError(401, "X-Timestamp must be an integer number of unix seconds") from None
+        # int() would take " 1", "+1", "1_0", other scripts' digits and 4,000-digit numbers
+        # whose distance from now overflows a float: accept plain ASCII seconds only.
+        if not (0 < len(stamp) <= _MAX_TIMESTAMP_DIGITS and stamp.isascii() and stamp.isdigit()):
+            raise ApiError(401, "X-Timestamp must be an integer number of unix seconds")
+        when = int(stamp)
         if abs(self._wall() - when) > self._window:
             raise ApiError(401, f"X-Timestamp is outside the allowed window of ±{self._window} s")
         if not signature.startswith("sha256="):
@@ -232,7 +273,7 @@ class Authenticator:
                 signer = tenant
                 break
         if signer is None:
-            raise ApiError(401, "the request signature does not match")
+            raise WrongCredential("the request signature does not match")
         self._remember(signature, when)
         return signer
 

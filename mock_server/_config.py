@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ._tenants import DEFAULT_TENANTS, Tenant
+from ._tenants import DEFAULT_TENANTS, RateLimit, Tenant
 
 DEFAULT_DB = Path(".mock_server") / "state.db"
 
@@ -36,4 +36,13 @@ class ServerConfig:
     signature_window: int = 300
     idempotency_ttl: int = 24 * 3600
     max_body_bytes: int = 1024 * 1024
+    #: The journal's memory budget: past it the oldest entries go, whatever ``journal_size`` says.
+    journal_max_bytes: int = 256 * 1024 * 1024
+    #: An ``X-Mock-Session`` idle this long is forgotten: its fault counters start again.
+    session_ttl: float = 600.0
+    #: Failed authentications per client address before it must wait (429); None: unlimited.
+    auth_failure_limit: RateLimit | None = RateLimit(per_minute=60, burst=100)
+    #: The key that signs page cursors; None: a random one per server. Workers of one server
+    #: must share one.
+    cursor_key: bytes | None = field(default=None, repr=False)
     access_log: bool = False

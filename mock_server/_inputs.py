@@ -7,19 +7,22 @@ handler: malformed JSON is 400, a wrong type or range is 422 with ``details``.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
+from . import _untrusted
 from ._errors import ApiError
 
 # A name is a path segment: it may not be "." or ".." nor start like a relative path.
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"
 NAME = re.compile(NAME_PATTERN[1:-1])  # used with fullmatch: "$" would admit a trailing newline
 METADATA_LIMIT = 16 * 1024
+# Deeper than any document a profile needs; deep enough nesting would exhaust the stack of
+# every recursive encoder downstream (json.dumps here, in the store, in clients).
+METADATA_DEPTH = 32
 
 
 def _integral(value: Any) -> Any:
@@ -59,6 +62,8 @@ class BatchIn(_Options):
 def _check_metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
     if value is None:
         return None
+    if _deeper_than(value, METADATA_DEPTH):
+        raise ValueError(f"nests objects and arrays more than {METADATA_DEPTH} levels deep")
     try:
         size = len(json.dumps(value, allow_nan=False, separators=(",", ":")).encode())
     except ValueError:
@@ -66,6 +71,24 @@ def _check_metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
     if size > METADATA_LIMIT:
         raise ValueError(f"is {size} bytes as JSON; the limit is {METADATA_LIMIT}")
     return value
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether objects and arrays nest more than ``limit`` levels in ``value`` ({} is one),
+    found without recursion."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if level > limit:
+            return True
+        stack.extend((child, level + 1) for child in children)
+    return False
 
 
 class ProfileIn(_In):
@@ -87,22 +110,12 @@ class ProfileUpdateIn(_In):
 M = TypeVar("M", bound=BaseModel)
 
 
-def _constant(name: str) -> float:
-    # NaN and Infinity are not JSON, but json.loads accepts them; parse them into floats so
-    # validation names the field they landed in.
-    return {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}[name]
-
-
 def parse_json(body: bytes) -> Any:
     if not body:
         raise ApiError(400, "the request body is empty; expected a JSON object")
     try:
-        return json.loads(body, parse_constant=_constant)
-    except RecursionError:
-        raise ApiError(400, "malformed JSON: nested too deeply") from None
-    except UnicodeDecodeError:
-        raise ApiError(400, "malformed JSON: the body is not UTF-8") from None
-    except ValueError as exc:
+        return _untrusted.loads(body)
+    except _untrusted.JsonError as exc:
         raise ApiError(400, f"malformed JSON: {exc}") from None
 
 

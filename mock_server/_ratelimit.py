@@ -1,20 +1,73 @@
-"""Server-side rate limiting: one token bucket per credential (and per mock session)."""
+"""Server-side rate limiting: one token bucket per credential (and per mock session), and one
+per client address for failed authentications.
+
+A bucket that has refilled is the same as no bucket, so it is forgotten: memory follows the
+callers active within a refill time, not every session or address ever seen. Buckets are kept
+in least-recently-used order and swept from the front as new ones are made (O(1) amortised),
+and there are never more than ``capacity``.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import formatdate
+from typing import Generic, TypeVar
 
 from ._tenants import RateLimit
+from ._untrusted import session_id
+
+K = TypeVar("K")
 
 
 @dataclass(slots=True)
 class _Bucket:
     tokens: float
     updated: float
+    #: When the bucket will be full again if nothing is taken (then it can be forgotten).
+    full_at: float
+
+
+class _Buckets(Generic[K]):
+    """Token buckets by key, least recently used first, refilled ones forgotten."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.map: OrderedDict[K, _Bucket] = OrderedDict()
+
+    def get(self, key: K, now: float, limit: RateLimit) -> _Bucket:
+        """The bucket of ``key`` refilled up to ``now`` (a full new one if there was none)."""
+        buckets = self.map
+        bucket = buckets.get(key)
+        if bucket is None:
+            self._sweep(now)
+            bucket = buckets[key] = _Bucket(float(limit.burst), now, now)
+            return bucket
+        buckets.move_to_end(key)
+        rate = limit.per_minute / 60.0
+        bucket.tokens = min(float(limit.burst), bucket.tokens + (now - bucket.updated) * rate)
+        bucket.updated = now
+        return bucket
+
+    def peek(self, key: K) -> _Bucket | None:
+        return self.map.get(key)
+
+    @staticmethod
+    def took(bucket: _Bucket, limit: RateLimit) -> None:
+        """Note that ``bucket``'s tokens changed: when it will be full again."""
+        bucket.full_at = bucket.updated + (limit.burst - bucket.tokens) * 60.0 / limit.per_minute
+
+    def _sweep(self, now: float) -> None:
+        buckets = self.map
+        while buckets:
+            oldest = next(iter(buckets.values()))
+            if len(buckets) < self.capacity and oldest.full_at > now:
+                return
+            buckets.popitem(last=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,32 +93,39 @@ class RateLimiter:
         retry_after_format: str = "seconds",
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        capacity: int = 100_000,
     ) -> None:
-        self._buckets: dict[tuple[str, str | None], _Bucket] = {}
+        self._buckets: _Buckets[tuple[str, str | None]] = _Buckets(capacity)
         self._http_date = retry_after_format == "http-date"
         self._clock = clock
         self._wall = wall
 
+    def __len__(self) -> int:
+        """How many buckets are kept."""
+        return len(self._buckets.map)
+
     def reset(self, session: str | None = None) -> None:
         """Refill every bucket, or only those of one session."""
+        buckets = self._buckets.map
         if session is None:
-            self._buckets.clear()
+            buckets.clear()
         else:
-            for key in [k for k in self._buckets if k[1] == session]:
-                del self._buckets[key]
+            session = session_id(session)
+            for key in [k for k in buckets if k[1] == session]:
+                del buckets[key]
+
+    def retry_after(self, seconds: int) -> str:
+        """The ``Retry-After`` value for a wait of ``seconds``, in the configured format."""
+        return formatdate(math.ceil(self._wall()) + seconds, usegmt=True) if self._http_date else str(seconds)
 
     def take(self, credential: str, session: str | None, limit: RateLimit) -> Verdict:
         now = self._clock()
         rate = limit.per_minute / 60.0
-        bucket = self._buckets.get((credential, session))
-        if bucket is None:
-            bucket = self._buckets[(credential, session)] = _Bucket(float(limit.burst), now)
-        else:
-            bucket.tokens = min(float(limit.burst), bucket.tokens + (now - bucket.updated) * rate)
-            bucket.updated = now
+        bucket = self._buckets.get((credential, session_id(session)), now, limit)
         allowed = bucket.tokens >= 1.0
         if allowed:
             bucket.tokens -= 1.0
+            self._buckets.took(bucket, limit)
         remaining = int(bucket.tokens)
         if remaining >= 1:
             reset = math.ceil((limit.burst - bucket.tokens) / rate)
@@ -79,7 +139,65 @@ class RateLimiter:
             "RateLimit": f'"default";r={remaining};t={reset}',
         }
         if not allowed:
-            headers["Retry-After"] = (
-                formatdate(math.ceil(self._wall()) + reset, usegmt=True) if self._http_date else str(reset)
-            )
+            headers["Retry-After"] = self.retry_after(reset)
         return Verdict(allowed, headers, reset)
+
+
+def address_key(host: str | None) -> str:
+    """Whom a failure is counted against: the IPv4 address, or the IPv6 /64 (one host's
+    usual share), so a client cannot dodge the limit by walking its own subnet."""
+    if host is None:
+        return ""
+    if ":" not in host:
+        return host
+    try:
+        network = ipaddress.IPv6Network(f"{host.split('%', 1)[0]}/64", strict=False)
+    except ValueError:
+        return host
+    return str(network)
+
+
+class FailureLimiter:
+    """Failed authentications per client address: a token bucket each, one token a failure.
+
+    An address with no token left waits before its credentials are checked at all, whatever
+    it sends: were a right guess let through, the 429s would only slow the guessing down.
+    ``limit`` None turns the limiter off.
+    """
+
+    def __init__(
+        self,
+        limit: RateLimit | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        capacity: int = 100_000,
+    ) -> None:
+        self.limit = limit
+        self._clock = clock
+        self._buckets: _Buckets[str] = _Buckets(capacity)
+
+    def __len__(self) -> int:
+        """How many addresses have failures still counted."""
+        return len(self._buckets.map)
+
+    def wait(self, host: str | None) -> int:
+        """Seconds ``host`` must wait before its credentials are checked again; 0: none."""
+        limit = self.limit
+        if limit is None:
+            return 0
+        key = address_key(host)
+        if self._buckets.peek(key) is None:
+            return 0
+        bucket = self._buckets.get(key, self._clock(), limit)
+        if bucket.tokens >= 1.0:
+            return 0
+        return max(1, math.ceil((1.0 - bucket.tokens) * 60.0 / limit.per_minute))
+
+    def failed(self, host: str | None) -> None:
+        """Count a failed authentication from ``host``."""
+        limit = self.limit
+        if limit is None:
+            return
+        bucket = self._buckets.get(address_key(host), self._clock(), limit)
+        bucket.tokens = max(0.0, bucket.tokens - 1.0)
+        self._buckets.took(bucket, limit)

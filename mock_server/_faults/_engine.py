@@ -8,7 +8,9 @@ For each matching rule the request gets the next number ``n`` of that rule's cou
 session (``X-Mock-Session``; no header is a session of its own). ``after``, ``every_nth`` and the
 ``sequence`` position follow from ``n``; the probability draw and the latency sample come from
 the counter-based generator keyed by (seed, rule id, session, ``n``). Nothing depends on timing
-but ``window``, so one session's schedule is the same whatever runs beside it.
+but ``window``, so one session's schedule is the same whatever runs beside it. A session idle for
+``session_ttl`` is forgotten (its counters start again), so clients that invent a session per
+request cannot pin memory; at most ``max_sessions`` are kept, the least recently used going first.
 
 The hot path is kept lean: rules are indexed by method, globs are compiled once, and a request
 that matches nothing allocates nothing here.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from fnmatch import translate
@@ -60,6 +63,17 @@ class _Counter:
         self.fired = 0
 
 
+class _Session:
+    """One session's counters (one per rule) and its ``X-Mock-Fault`` count."""
+
+    __slots__ = ("counters", "header_n", "seen")
+
+    def __init__(self, seen: float) -> None:
+        self.counters: dict[str, _Counter] = {}
+        self.header_n = 0
+        self.seen = seen
+
+
 class _Compiled:
     __slots__ = ("rule", "path", "tenant", "session", "headers", "added_at")
 
@@ -97,15 +111,31 @@ def _union(candidates: tuple[_Compiled, ...]) -> Callable[[str], Any] | None:
 class Engine:
     """The live rule set, its per-session counters, and the decisions they give."""
 
-    def __init__(self, rules: RuleSet, *, seed: int = 0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        rules: RuleSet,
+        *,
+        seed: int = 0,
+        clock: Callable[[], float] = time.monotonic,
+        session_ttl: float = 600.0,
+        max_sessions: int = 100_000,
+    ) -> None:
+        if session_ttl <= 0 or max_sessions < 1:
+            raise ValueError("session_ttl and max_sessions must be positive")
         self.seed = seed
         self._clock = clock
+        self._ttl = session_ttl
+        self._max_sessions = max_sessions
         self._compiled: list[_Compiled] = []
         self._by_method: dict[str, tuple[_Compiled, ...]] = {}
         self._other: tuple[_Compiled, ...] = ()
         self._prefilter: dict[str | None, Callable[[str], Any] | None] = {}
-        self._counters: dict[tuple[str, str | None], _Counter] = {}
-        self._header_counters: dict[str | None, int] = {}
+        # Requests without a session share one that never expires; the others are kept in
+        # least-recently-used order, so the idle ones are at the front.
+        self._anonymous = _Session(0.0)
+        self._sessions: OrderedDict[str, _Session] = OrderedDict()
+        # Totals per rule over every session, expired ones included.
+        self._totals: dict[str, _Counter] = {}
         self.replace(rules.rules)
 
     # -- the rule set ---------------------------------------------------------------------------
@@ -124,8 +154,7 @@ class Engine:
         """Load ``rules`` in place of every rule (all counters start again)."""
         now = self._clock()
         self._compiled = [_Compiled(rule, now) for rule in rules]
-        self._counters.clear()
-        self._header_counters.clear()
+        self._forget_sessions()
         self._index()
 
     def add(self, rules: Iterable[Rule]) -> None:
@@ -158,25 +187,66 @@ class Engine:
     def reset_counters(self, session: str | None = None, *, all_sessions: bool = True) -> None:
         """Start every counter again, or only one session's (``all_sessions=False``)."""
         if all_sessions:
-            self._counters.clear()
-            self._header_counters.clear()
+            self._forget_sessions()
             return
-        for key in [k for k in self._counters if k[1] == session]:
-            del self._counters[key]
-        self._header_counters.pop(session, None)
+        state = self._anonymous if session is None else self._sessions.pop(session, None)
+        if state is None:
+            return
+        for rule_id, counter in state.counters.items():
+            total = self._totals.get(rule_id)
+            if total is not None:
+                total.matched -= counter.matched
+                total.fired -= counter.fired
+        if session is None:
+            self._anonymous = _Session(0.0)
 
     def stats(self, rule_id: str) -> dict[str, int]:
         """How many requests a rule matched and fired on, over every session."""
-        matched = fired = 0
-        for (rid, _), counter in self._counters.items():
-            if rid == rule_id:
-                matched += counter.matched
-                fired += counter.fired
-        return {"matched": matched, "fired": fired}
+        total = self._totals.get(rule_id)
+        return {"matched": total.matched, "fired": total.fired} if total else {"matched": 0, "fired": 0}
+
+    @property
+    def sessions(self) -> int:
+        """How many sessions have state (the anonymous one not counted)."""
+        return len(self._sessions)
+
+    def _forget_sessions(self) -> None:
+        self._anonymous = _Session(0.0)
+        self._sessions.clear()
+        self._totals.clear()
 
     def _forget(self, rule_id: str) -> None:
-        for key in [k for k in self._counters if k[0] == rule_id]:
-            del self._counters[key]
+        self._totals.pop(rule_id, None)
+        self._anonymous.counters.pop(rule_id, None)
+        for state in self._sessions.values():
+            state.counters.pop(rule_id, None)
+
+    def _session(self, session: str | None, now: float) -> _Session:
+        """The state of ``session``, marked as used at ``now``; a fresh one if it was idle too long."""
+        if session is None:
+            return self._anonymous
+        sessions = self._sessions
+        state = sessions.get(session)
+        if state is None:
+            self._expire(now)
+            state = sessions[session] = _Session(now)
+        elif now - state.seen >= self._ttl:
+            # Idle too long but not yet swept: forgotten all the same.
+            state = sessions[session] = _Session(now)
+            sessions.move_to_end(session)
+        else:
+            state.seen = now
+            sessions.move_to_end(session)
+        return state
+
+    def _expire(self, now: float) -> None:
+        # Called as a session is added, so the sweep costs O(1) per new session, amortised.
+        sessions = self._sessions
+        while sessions:
+            oldest = next(iter(sessions.values()))
+            if len(sessions) < self._max_sessions and now - oldest.seen < self._ttl:
+                return
+            sessions.popitem(last=False)
 
     def _index(self) -> None:
         compiled = self._compiled
@@ -209,21 +279,27 @@ class Engine:
         delay = 0.0
         fired: list[str] | None = None
         now: float | None = None
+        state: _Session | None = None
         for c in candidates:
             if not c.matches(path, tenant, session, headers):
                 continue
             rule = c.rule
+            if now is None:
+                now = self._clock()
             if rule.window is not None:
-                if now is None:
-                    now = self._clock()
                 elapsed = now - c.added_at
                 if not rule.window.start_s <= elapsed < rule.window.start_s + rule.window.duration_s:
                     continue
-            key = (rule.id, session)
-            counter = self._counters.get(key)
+            if state is None:
+                state = self._session(session, now)
+            counter = state.counters.get(rule.id)
             if counter is None:
-                counter = self._counters[key] = _Counter()
+                counter = state.counters[rule.id] = _Counter()
+            total = self._totals.get(rule.id)
+            if total is None:
+                total = self._totals[rule.id] = _Counter()
             counter.matched += 1
+            total.matched += 1
             n = counter.matched
             fault = self._fault_for(rule, n, session)
             if fault is None:
@@ -231,6 +307,7 @@ class Engine:
             if rule.times is not None and counter.fired >= rule.times:
                 continue
             counter.fired += 1
+            total.fired += 1
             if fired is None:
                 fired = []
             fired.append(rule.id)
@@ -268,7 +345,8 @@ class Engine:
 
     def decide_header(self, fault: Fault, session: str | None) -> Decision:
         """The decision for a fault asked for with ``X-Mock-Fault`` (rules are not consulted)."""
-        n = self._header_counters.get(session, 0) + 1
-        self._header_counters[session] = n
+        state = self._session(session, self._clock())
+        state.header_n += 1
+        n = state.header_n
         delay = self._sample(fault, HEADER_RULE, session, n) if fault.latency is not None else 0.0
         return Decision(fault if fault.terminal else None, HEADER_RULE, delay, (HEADER_RULE,))
