@@ -46,3 +46,11 @@ class ServerConfig:
     #: must share one.
     cursor_key: bytes | None = field(default=None, repr=False)
     access_log: bool = False
+    #: Request line and headers, in bytes, per request (nginx: 4 buffers of 8 KiB); over: 431.
+    max_header_bytes: int = 32 * 1024
+    #: The request line and each header line, in bytes; over: 414 (request line) or 431.
+    max_header_line_bytes: int = 8 * 1024
+    #: Seconds a request's headers may take to arrive whole (nginx client_header_timeout).
+    header_timeout: float = 60.0
+    #: Origins allowed to call the API from a browser: comma-separated, or ``*``; None: no CORS.
+    cors: str | None = None

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import logging
+import math
+import socket
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from types import TracebackType
+from typing import Any
 
 import uvicorn
 
@@ -13,7 +20,17 @@ from ._admin_client import AdminClient
 from ._api import Api
 from ._app import build
 from ._config import ServerConfig
-from ._faults import UVICORN_HTTP
+from ._faults._journal import redact_query
+from ._faults._transport import ConnectionLimits, protocol_with
+
+try:  # POSIX only; elsewhere the limit is left as it is
+    import resource
+except ImportError:  # pragma: no cover
+    resource = None  # type: ignore[assignment]
+
+_log = logging.getLogger("uvicorn.error")
+# accept() fails with these when the process (or the system) is out of descriptors or memory.
+_EXHAUSTED = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
 
 
 def uvicorn_config(config: ServerConfig) -> uvicorn.Config:
@@ -22,13 +39,19 @@ def uvicorn_config(config: ServerConfig) -> uvicorn.Config:
 
 
 def _uvicorn(app: object, config: ServerConfig) -> uvicorn.Config:
-    return uvicorn.Config(
+    limits = ConnectionLimits(
+        max_header_bytes=config.max_header_bytes,
+        max_header_line_bytes=config.max_header_line_bytes,
+        header_timeout=config.header_timeout,
+    )
+    uconfig = uvicorn.Config(
         app,  # type: ignore[arg-type]
         host=config.host,
         port=config.port,
         lifespan="on",
-        # uvicorn's h11 protocol, letting the fault layer reach the socket for resets.
-        http=UVICORN_HTTP,
+        # uvicorn's h11 protocol, letting the fault layer reach the socket for resets, and
+        # bounding each connection's header size and header time.
+        http=protocol_with(limits),
         access_log=config.access_log,
         log_level="warning",
         timeout_keep_alive=30,
@@ -36,6 +59,120 @@ def _uvicorn(app: object, config: ServerConfig) -> uvicorn.Config:
         # Held requests are released on shutdown; this bounds the wait if one is not.
         timeout_graceful_shutdown=5,
     )
+    # uvicorn.Config just set every uvicorn logger to log_level; the access log is at INFO.
+    access = logging.getLogger("uvicorn.access")
+    if config.access_log:
+        access.setLevel(logging.INFO)
+    if not any(isinstance(f, _RedactedAccessLog) for f in access.filters):
+        access.addFilter(_RedactedAccessLog())
+    return uconfig
+
+
+class _RedactedAccessLog(logging.Filter):
+    """Hides secret-looking query values (``?api_key=...``) in uvicorn's access log lines.
+
+    uvicorn logs ``(client, method, path_with_query, http_version, status)`` as the record's
+    args; the query is redacted the way the journal redacts it.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str) and "?" in args[2]:
+            path, _, query = args[2].partition("?")
+            record.args = (*args[:2], f"{path}?{redact_query(query)}", *args[3:])
+        return True
+
+
+class _AcceptErrors:
+    """The event loop's exception handler: one line a second at most when accept() fails.
+
+    Out of file descriptors, CPython's accept loop (``selector_events._accept_connection``)
+    does not stop at the first EMFILE: it retries up to ``backlog`` times in the same tick,
+    reporting each failure with a traceback, thousands a second. The retry is left to asyncio
+    (it listens again a second later, so new connections are accepted once descriptors are
+    free, and open connections are served meanwhile); only the reporting is bounded here.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._last = -math.inf
+        self._quiet = 0
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if not (
+            isinstance(exc, OSError) and exc.errno in _EXHAUSTED and "accept" in context.get("message", "")
+        ):
+            loop.default_exception_handler(context)
+            return
+        now = self._clock()
+        if now - self._last < 1.0:
+            self._quiet += 1
+            return
+        self._last = now
+        more = f" ({self._quiet} more since the last report)" if self._quiet else ""
+        self._quiet = 0
+        _log.error(
+            "cannot accept new connections: %s (open files limit %s)%s; open connections are"
+            " still served, new ones wait until some close",
+            exc.strerror,
+            _soft_fd_limit(),
+            more,
+        )
+
+
+def _soft_fd_limit() -> str:
+    if resource is None:  # pragma: no cover
+        return "unknown"
+    return str(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+
+
+def raise_fd_limit() -> None:
+    """Raise this process's soft limit on open files to its hard limit, as the JVM and Go do.
+
+    Each connection is a descriptor; the usual soft limit (1,024) is far below what the
+    machine allows. The CLI calls this; :class:`ServerThread` does not, since it runs inside
+    someone else's process, where select()-based code breaks above 1,024 descriptors.
+    """
+    if resource is None:  # pragma: no cover
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # macOS reports an unlimited hard limit but refuses more than OPEN_MAX (10,240).
+    for target in (hard, 10_240):
+        if target != resource.RLIM_INFINITY and soft >= target:
+            return
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            return
+        except (ValueError, OSError):
+            continue
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` (port 0: a free one); raises OSError if it cannot be."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, with bounded accept-error reporting and a hook once it is serving."""
+
+    def __init__(self, config: uvicorn.Config, *, on_started: Callable[[], None] | None = None) -> None:
+        super().__init__(config)
+        self._on_started = on_started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        asyncio.get_running_loop().set_exception_handler(_AcceptErrors())
+        await super().startup(sockets=sockets)
+        if self.started and self._on_started is not None:
+            self._on_started()
 
 
 class ServerThread:
@@ -50,7 +187,7 @@ class ServerThread:
         self.config = replace(config or ServerConfig(db=":memory:"), port=port)
         self.app, self.api = build(self.config)
         app = self.app
-        self._server = uvicorn.Server(_uvicorn(app, self.config))
+        self._server = Server(_uvicorn(app, self.config))
         self._thread = threading.Thread(target=self._run, name="mock-server", daemon=True)
         self._error: BaseException | None = None
         self.url = ""
@@ -102,4 +239,4 @@ class ServerThread:
         self.stop()
 
 
-__all__ = ["Api", "ServerThread", "uvicorn_config"]
+__all__ = ["Api", "Server", "ServerThread", "listen_socket", "raise_fd_limit", "uvicorn_config"]
