@@ -37,6 +37,10 @@ def build(
         allow_fault_header=config.allow_fault_header,
         admin_token=config.admin_token,
         journal_size=config.journal_size,
+        journal_max_bytes=config.journal_max_bytes,
+        session_ttl=config.session_ttl,
+        max_body_bytes=config.max_body_bytes,
+        auth_failures=api.auth_failures,
         tenant_of=api.auth.tenant_of,
         on_reset=api.limiter.reset,
         # An injected 429 advertises the limit the first tenant really has.

@@ -11,7 +11,7 @@ from dataclasses import replace
 import uvicorn
 
 from ._config import DEFAULT_DB, ServerConfig
-from ._tenants import DEFAULT_TENANTS, load_tenants
+from ._tenants import DEFAULT_TENANTS, RateLimit, load_tenants
 from .exceptions import ConfigError
 
 
@@ -34,6 +34,27 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--cache-max-age", type=int, default=30, help="max-age of cacheable responses")
     serve.add_argument("--retry-after-format", choices=("seconds", "http-date"), default="seconds")
     serve.add_argument("--token-ttl", type=int, default=3600, help="lifetime of OAuth tokens, seconds")
+    serve.add_argument(
+        "--journal-max-bytes",
+        type=int,
+        default=256 * 1024 * 1024,
+        metavar="N",
+        help="memory the journal may hold; past it the oldest entries go",
+    )
+    serve.add_argument(
+        "--session-ttl",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="seconds an idle X-Mock-Session keeps its fault counters",
+    )
+    serve.add_argument(
+        "--auth-failure-limit",
+        default="60:100",
+        metavar="PER_MINUTE[:BURST]",
+        help="failed authentications per client address (BURST at once, then PER_MINUTE)"
+        " before it gets 429 and Retry-After; off: no limit",
+    )
     serve.add_argument("--access-log", action="store_true")
     return parser
 
@@ -46,6 +67,10 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
             raise ConfigError(f"{flag}: must be positive, got {value}")
     if args.cache_max_age < 0:
         raise ConfigError(f"--cache-max-age: must be 0 or more, got {args.cache_max_age}")
+    if args.journal_max_bytes < 1:
+        raise ConfigError(f"--journal-max-bytes: must be positive, got {args.journal_max_bytes}")
+    if not args.session_ttl > 0:
+        raise ConfigError(f"--session-ttl: must be positive, got {args.session_ttl}")
     return ServerConfig(
         host=args.host,
         port=args.port,
@@ -60,8 +85,27 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         cache_max_age=args.cache_max_age,
         retry_after_format=args.retry_after_format,
         token_ttl=args.token_ttl,
+        journal_max_bytes=args.journal_max_bytes,
+        session_ttl=args.session_ttl,
+        auth_failure_limit=failure_limit(args.auth_failure_limit),
         access_log=args.access_log,
     )
+
+
+def failure_limit(text: str) -> RateLimit | None:
+    """``--auth-failure-limit``: ``PER_MINUTE[:BURST]`` (BURST defaults to PER_MINUTE), or
+    ``off`` / ``0`` for no limit."""
+    if text.strip().lower() in ("off", "0"):
+        return None
+    rate, _, burst = text.partition(":")
+    try:
+        per_minute = int(rate)
+        burst_n = int(burst) if burst else per_minute
+    except ValueError:
+        per_minute = burst_n = 0
+    if per_minute < 1 or burst_n < 1 or len(text) > 20:
+        raise ConfigError(f"--auth-failure-limit: must be PER_MINUTE[:BURST] or off, got {text[:40]!r}")
+    return RateLimit(per_minute=per_minute, burst=burst_n)
 
 
 def banner(config: ServerConfig, url: str) -> str:

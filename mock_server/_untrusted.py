@@ -79,13 +79,15 @@ def _is_text(value: str) -> bool:
 
 
 def bounded(value: str, limit: int) -> str:
-    """``value``, or when longer than ``limit`` its first ``limit`` characters and a marker with
-    its length and a digest: the same long value always gives the same bounded one, so filters
-    by a bounded field still find it."""
+    """``value``, or when longer than ``limit`` (at least 64) its start and a marker with its
+    length and a digest, ``limit`` characters in all. The same long value always gives the
+    same bounded one, and a bounded value is its own bound, so filters by a bounded field
+    still find it."""
     if len(value) <= limit:
         return value
-    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    return f"{value[:limit]}...[truncated: {len(value)} chars, sha256 {digest}]"
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    marker = f"...[{len(value)} chars, sha256:{digest}]"
+    return value[: max(0, limit - len(marker))] + marker
 
 
 def bounded_or_none(value: str | None, limit: int) -> str | None:

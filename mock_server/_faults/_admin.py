@@ -1,13 +1,13 @@
 """The admin API (``/__admin``): fault rules, the journal, resets, compliance and metrics.
 
 JSON in and out; errors use the contract's error body, a bad rule is a 422 naming the field
-(``details: [{"loc": [...], "msg": ...}]``) and leaves the rules as they were. Access control
-is the layer's job: this app is only reached by callers it let through.
+(``details: [{"loc": [...], "msg": ...}]``) and leaves the rules as they were. Bodies are read
+as they stream, up to the layer's ``max_body_bytes`` (413 past it), and parsed as strictly as
+the API's. Access control is the layer's job: this app is only reached by callers it let through.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,7 @@ from starlette.types import ASGIApp
 
 from .._errors import code_for
 from .._ids import new_request_id
+from .._untrusted import JsonError, loads
 from ._compliance import Thresholds, analyse
 from ._errors import FaultConfigError
 from ._journal import Filter
@@ -53,13 +54,29 @@ def _invalid(exc: FaultConfigError) -> AdminError:
     return AdminError(422, str(exc), exc.details)
 
 
-async def _json(request: Request) -> Any:
-    raw = await request.body()
+async def _body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    # Refused before a byte of it is read; the length check keeps int() off absurd digit runs.
+    if declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
+        raise AdminError(413, f"the body is {declared[:20]} bytes; the limit is {limit}")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise AdminError(413, f"the body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _json(request: Request, limit: int) -> Any:
+    raw = await _body(request, limit)
     if not raw:
         raise AdminError(400, "a JSON body is required")
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        # NaN and Infinity parse as floats, as they always have here; the rule parser rejects them.
+        return loads(raw, parse_constant=None)
+    except JsonError as exc:
         raise AdminError(400, f"the body is not valid JSON: {exc}") from None
 
 
@@ -111,7 +128,7 @@ class Admin:
         return f"rule-{n}"
 
     async def add_faults(self, request: Request) -> Response:
-        body = await _json(request)
+        body = await _json(request, self.layer.max_body_bytes)
         engine = self.layer.engine
         taken = {r.id for r in engine.rules}
         bulk = isinstance(body, Mapping) and "rules" in body
@@ -146,7 +163,7 @@ class Admin:
         )
 
     async def replace_faults(self, request: Request) -> Response:
-        body = await _json(request)
+        body = await _json(request, self.layer.max_body_bytes)
         try:
             rules = parse_rules(body)
         except FaultConfigError as exc:
@@ -165,7 +182,7 @@ class Admin:
 
     async def put_fault(self, request: Request) -> Response:
         rule_id = request.path_params["rule_id"]
-        body = await _json(request)
+        body = await _json(request, self.layer.max_body_bytes)
         if isinstance(body, Mapping) and "id" in body and body["id"] != rule_id:
             msg = f"must be the id in the path ({rule_id!r}) or absent"
             raise AdminError(422, f"id: {msg}", [{"loc": ["id"], "msg": msg}])
@@ -203,7 +220,7 @@ class Admin:
         return JSONResponse({"count": self.layer.journal.count(self._query_filter(request))})
 
     async def wait_requests(self, request: Request) -> Response:
-        body = await _json(request)
+        body = await _json(request, self.layer.max_body_bytes)
         if not isinstance(body, Mapping):
             raise AdminError(422, "must be an object", [{"loc": [], "msg": "must be an object"}])
         for key in body:

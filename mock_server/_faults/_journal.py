@@ -1,34 +1,69 @@
 """The request journal: a bounded ring buffer of what arrived, what was injected and what went back.
 
 Entries are recorded on arrival (so ``wait`` can answer before a held request completes) and
-completed on response. Appending is O(1) (a deque with ``maxlen``); waiters are woken by
-asyncio events, never by polling. No entry holds a credential: query parameters that look
-like secrets are redacted, and headers are not kept at all beyond a few named ones.
+completed on response. Appending is O(1); waiters are woken by asyncio events, never by polling.
+No entry holds a credential: query parameters whose decoded names look like secrets are
+redacted, and headers are not kept at all beyond a few named ones.
+
+Memory is bounded twice: each text field a client chooses is cut to a few hundred characters
+(:data:`FIELD_CHARS`, with a marker naming its length and digest), and the entries' estimated
+size to ``max_bytes``, past which the oldest go whatever ``size`` allows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import sys
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from fnmatch import translate
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import unquote_plus
 
+from .._untrusted import session_id
 from ._errors import FaultConfigError
 
 _SECRET_PARAM = re.compile(r"(key|token|secret|password|passwd|signature|auth|credential|sig)", re.I)
+# Separators a name may hide a word behind: api_key, api-key, api key, api.key...
+_NOT_ALNUM = re.compile(r"[^a-z0-9]+")
+
+#: The most characters kept of each client-chosen text field of an entry (the request id is
+#: the client's only when at most 128; tenant, fault and rule come from the server).
+FIELD_CHARS = {"method": 64, "path": 2048, "query": 2048, "idempotency_key": 256}
+# An entry's own size without its variable texts, measured with tracemalloc: the object, its
+# floats and the body digest.
+_ENTRY_BYTES = 330
+
+
+def _secret_name(name: str) -> bool:
+    # Decode as a server would (percent escapes, "+" for space), and again for double encoding,
+    # so "%70assword" and "%2570assword" are "password"; then drop separators and case.
+    for _ in range(3):
+        decoded = unquote_plus(name)
+        if decoded == name:
+            break
+        name = decoded
+    return (
+        _SECRET_PARAM.search(name) is not None
+        or _SECRET_PARAM.search(_NOT_ALNUM.sub("", name.lower())) is not None
+    )
 
 
 def redact_query(query: str) -> str:
-    """The query string with the values of secret-looking parameters replaced by ``***``."""
-    if not query or not _SECRET_PARAM.search(query):
+    """The query string as sent, with the values of secret-looking parameters replaced by ``***``."""
+    if not query:
         return query
-    pairs = parse_qsl(query, keep_blank_values=True)
-    return urlencode([(k, "***" if _SECRET_PARAM.search(k) else v) for k, v in pairs], safe="*")
+    # Without "%" or "+" no name can hide a secret word, and most queries have no secret word.
+    if "%" not in query and "+" not in query and not _SECRET_PARAM.search(query):
+        return query
+    parts = []
+    for part in query.split("&"):
+        name, sep, _ = part.partition("=")
+        parts.append(f"{name}=***" if sep and _secret_name(name) else part)
+    return "&".join(parts)
 
 
 @dataclass(slots=True, eq=False)
@@ -163,6 +198,10 @@ class Filter:
             if key == "since":
                 values[key] = _since(raw, (*loc, key))
                 continue
+            if key == "session":
+                # Compare as the journal keeps sessions: bounded.
+                values[key] = session_id(str(raw))
+                continue
             text = str(raw)
             if key == "status" and not re.fullmatch(r"[1-5](\d\d|xx)", text.lower()):
                 raise FaultConfigError((*loc, key), f"must be a status code or class like 5xx, got {text!r}")
@@ -243,24 +282,56 @@ class _Waiter:
             self.event.set()
 
 
-class Journal:
-    """The last ``size`` requests, in arrival order."""
+def entry_bytes(entry: Entry) -> int:
+    """About how much memory ``entry`` holds (measured estimate; shared strings counted too)."""
+    size = _ENTRY_BYTES + sys.getsizeof(entry.request_id) + sys.getsizeof(entry.path)
+    size += sys.getsizeof(entry.method) + sys.getsizeof(entry.query)
+    if entry.session is not None:
+        size += sys.getsizeof(entry.session)
+    if entry.idempotency_key is not None:
+        size += sys.getsizeof(entry.idempotency_key)
+    return size
 
-    def __init__(self, size: int = 10_000) -> None:
+
+class Journal:
+    """The last ``size`` requests, in arrival order, within ``max_bytes`` (estimated)."""
+
+    def __init__(self, size: int = 10_000, *, max_bytes: int = 256 * 1024 * 1024) -> None:
         if size < 1:
             raise ValueError("journal size must be positive")
+        if max_bytes < 1:
+            raise ValueError("journal max_bytes must be positive")
         self.size = size
-        self._entries: deque[Entry] = deque(maxlen=size)
+        self.max_bytes = max_bytes
+        self._entries: deque[Entry] = deque()
+        # Each entry's estimated size, in step with _entries.
+        self._sizes: deque[int] = deque()
+        self._bytes = 0
         self._waiters: list[_Waiter] = []
         self._seq = 0
+
+    @property
+    def bytes(self) -> int:
+        """The estimated memory the entries hold."""
+        return self._bytes
 
     def next_seq(self) -> int:
         self._seq += 1
         return self._seq
 
     def record(self, entry: Entry) -> None:
-        """Append an arriving request (O(1)) and wake waiters whose count it completes."""
-        self._entries.append(entry)
+        """Append an arriving request (O(1) amortised), dropping the oldest past ``size`` or
+        ``max_bytes``, and wake waiters whose count it completes."""
+        entries, sizes = self._entries, self._sizes
+        cost = entry_bytes(entry)
+        entries.append(entry)
+        sizes.append(cost)
+        self._bytes += cost
+        # The newest entry stays even alone over the budget: a journal that drops what just
+        # arrived would make wait() miss it.
+        while len(entries) > 1 and (len(entries) > self.size or self._bytes > self.max_bytes):
+            entries.popleft()
+            self._bytes -= sizes.popleft()
         if self._waiters:
             self._notify(entry, completion=False)
 
@@ -311,7 +382,12 @@ class Journal:
         before = len(self._entries)
         if session is None:
             self._entries.clear()
+            self._sizes.clear()
+            self._bytes = 0
         else:
-            kept: Iterable[Entry] = [e for e in self._entries if e.session != session]
-            self._entries = deque(kept, maxlen=self.size)
+            session = session_id(session)
+            kept = [(e, n) for e, n in zip(self._entries, self._sizes, strict=True) if e.session != session]
+            self._entries = deque(e for e, _ in kept)
+            self._sizes = deque(n for _, n in kept)
+            self._bytes = sum(self._sizes)
         return before - len(self._entries)

@@ -28,10 +28,12 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._ids import new_request_id
+from .._ratelimit import FailureLimiter
+from .._untrusted import bounded, bounded_or_none, session_id
 from . import _inject, _transport
 from ._engine import Decision, Engine
 from ._errors import FaultConfigError
-from ._journal import Entry, Journal, redact_query
+from ._journal import FIELD_CHARS, Entry, Journal, redact_query
 from ._metrics import Metrics
 from ._model import Fault, RuleSet
 from ._parse import parse_fault_header
@@ -110,6 +112,10 @@ class FaultLayer:
     ``tenant_of`` names the tenant a request's credentials belong to (without verifying them);
     ``on_reset`` is called with the session (None: all) when an admin reset should refill
     the API's rate-limit buckets. ``rate_limit`` is the limit an injected 429 advertises.
+    ``journal_max_bytes`` bounds the journal's memory; ``session_ttl`` is how long an idle
+    ``X-Mock-Session`` keeps its counters; ``max_body_bytes`` bounds admin request bodies.
+    ``auth_failures``, when given, counts wrong ``X-Admin-Token`` values per client address
+    (with the API's failed logins) and makes a throttled address wait.
     """
 
     def __init__(
@@ -121,6 +127,10 @@ class FaultLayer:
         allow_fault_header: bool = False,
         admin_token: str | None = None,
         journal_size: int = 10_000,
+        journal_max_bytes: int = 256 * 1024 * 1024,
+        session_ttl: float = 600.0,
+        max_body_bytes: int = 1024 * 1024,
+        auth_failures: FailureLimiter | None = None,
         tenant_of: TenantOf | None = None,
         on_reset: OnReset | None = None,
         rate_limit: int = 600,
@@ -136,8 +146,10 @@ class FaultLayer:
         self.rate_limit = rate_limit
         self.clock = clock
         self.wall = wall
-        self.engine = Engine(self.initial_rules, seed=self.seed, clock=clock)
-        self.journal = Journal(journal_size)
+        self.max_body_bytes = max_body_bytes
+        self.engine = Engine(self.initial_rules, seed=self.seed, clock=clock, session_ttl=session_ttl)
+        self.journal = Journal(journal_size, max_bytes=journal_max_bytes)
+        self._auth_failures = auth_failures
         self.metrics = Metrics()
         self.in_flight = 0
         self._admin_token = admin_token.encode() if admin_token is not None else None
@@ -172,7 +184,8 @@ class FaultLayer:
         if state is None:
             state = scope["state"] = {}
         state["request_id"] = rid
-        session = headers.get("x-mock-session")
+        # Bounded: the session keys counters and journal entries a client can make by the million.
+        session = session_id(headers.get("x-mock-session"))
         tenant = self._tenant_of(headers)
         method: str = scope["method"]
 
@@ -192,12 +205,12 @@ class FaultLayer:
             seq=self.journal.next_seq(),
             request_id=rid,
             client_request_id=client_given,
-            method=method,
-            path=path,
-            query=redact_query(query.decode("latin-1")) if query else "",
+            method=bounded(method, FIELD_CHARS["method"]),
+            path=bounded(path, FIELD_CHARS["path"]),
+            query=bounded(redact_query(query.decode("latin-1")), FIELD_CHARS["query"]) if query else "",
             tenant=tenant,
             session=session,
-            idempotency_key=headers.get("idempotency-key"),
+            idempotency_key=bounded_or_none(headers.get("idempotency-key"), FIELD_CHARS["idempotency_key"]),
             arrived_at=self.wall(),
             arrived_mono=started,
             fault=None if decision is None else (decision.fault.type if decision.fault else "latency"),
@@ -461,24 +474,34 @@ class FaultLayer:
     async def _serve_admin(self, scope: Scope, receive: Receive, send: Send) -> None:
         refusal = self._admin_refusal(scope)
         if refusal is not None:
-            status, message = refusal
+            status, message, extra = refusal
             body = _inject.error_body(status, message, new_request_id())
             headers = [(b"content-type", _inject.JSON), (b"content-length", str(len(body)).encode())]
             if status == 401:
                 headers.append((b"www-authenticate", b'AdminToken realm="mock-server-admin"'))
+            headers.extend(extra)
             await _inject.send_response(send, status, headers, body)
             return
         await self._admin(scope, receive, send)
 
-    def _admin_refusal(self, scope: Scope) -> tuple[int, str] | None:
+    def _admin_refusal(self, scope: Scope) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
+        client = scope.get("client")
+        host = client[0] if client else None
         if self._admin_token is not None:
+            failures = self._auth_failures
+            wait = failures.wait(host) if failures is not None else 0
+            if wait:
+                message = f"too many failed authentication attempts from this address; retry in {wait} s"
+                return 429, message, [(b"retry-after", str(wait).encode())]
             given = Headers(scope=scope).get("x-admin-token")
             if given is None or not hmac.compare_digest(given.encode(), self._admin_token):
-                return 401, "the admin API needs a valid X-Admin-Token header"
+                if given is not None and failures is not None:
+                    failures.failed(host)
+                return 401, "the admin API needs a valid X-Admin-Token header", []
             return None
-        client = scope.get("client")
-        if not is_loopback(client[0] if client else None):
-            return 403, "the admin API answers loopback clients only (start the server with --admin-token)"
+        if not is_loopback(host):
+            message = "the admin API answers loopback clients only (start the server with --admin-token)"
+            return 403, message, []
         return None
 
     def reset(self, session: str | None = None) -> dict[str, Any]:
@@ -490,6 +513,7 @@ class FaultLayer:
             dropped = self.journal.clear()
             released = self.cancel_held()
         else:
+            session = session_id(session)
             self.engine.reset_counters(session, all_sessions=False)
             dropped = self.journal.clear(session)
             released = self.cancel_held(session, all_sessions=False)

@@ -3,6 +3,10 @@
 Series: requests by route, method and status (or outcome, for requests that got no status),
 faults by rule and type, and the injected delay beside the actual duration of delayed
 requests (histograms), so the fidelity of the latency faults can be read off a scrape.
+
+Every label takes a bounded set of values, so no client can grow the scrape (or the memory
+behind it) without end: methods outside RFC 9110's are ``other``, and so are paths past the
+first 200 the API did not route.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from ._journal import Entry
 _DELAY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _OVERSHOOT_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 _MAX_ROUTES = 200
+_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"))
 
 
 class _Histogram:
@@ -73,7 +78,8 @@ class Metrics:
             if entry.outcome == "response" and entry.status
             else (entry.outcome or "unknown")
         )
-        key = (route, entry.method, status)
+        method = entry.method if entry.method in _METHODS else "other"
+        key = (route, method, status)
         self.requests[key] = self.requests.get(key, 0) + 1
         if entry.rules:
             fault_type = entry.fault or "latency"
