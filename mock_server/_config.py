@@ -45,15 +45,6 @@ class ServerConfig:
     #: The key that signs page cursors; None: a random one per server. Workers of one server
     #: must share one.
     cursor_key: bytes | None = field(default=None, repr=False)
-    #: The journal's memory budget: past it the oldest entries go, whatever ``journal_size`` says.
-    journal_max_bytes: int = 256 * 1024 * 1024
-    #: An ``X-Mock-Session`` idle this long is forgotten: its fault counters start again.
-    session_ttl: float = 600.0
-    #: Failed authentications per client address before it must wait (429); None: unlimited.
-    auth_failure_limit: RateLimit | None = RateLimit(per_minute=60, burst=100)
-    #: The key that signs page cursors; None: a random one per server. Workers of one server
-    #: must share one.
-    cursor_key: bytes | None = field(default=None, repr=False)
     access_log: bool = False
     #: Request line and headers, in bytes, per request (nginx: 4 buffers of 8 KiB); over: 431.
     max_header_bytes: int = 32 * 1024
