@@ -9,6 +9,7 @@ from starlette.types import ASGIApp
 
 from ._api import Api
 from ._config import ServerConfig
+from ._cors import Cors, parse_origins
 from ._faults import FaultLayer, RuleSet, load_rules, preset
 
 
@@ -27,8 +28,13 @@ def build(
     *,
     clock: Callable[[], float] = time.monotonic,
     wall: Callable[[], float] = time.time,
-) -> tuple[FaultLayer, Api]:
-    """The ASGI app for ``config`` and the API behind it; raises ConfigError naming a bad field."""
+) -> tuple[ASGIApp, Api]:
+    """The ASGI app for ``config`` and the API behind it; raises ConfigError naming a bad field.
+
+    The app is the fault layer in front of the API, behind the CORS middleware when
+    ``config.cors`` is set (so preflights never reach the layer's journal or rate limits).
+    """
+    origins = parse_origins(config.cors) if config.cors is not None else None
     api = Api(config, clock=clock, wall=wall)
     layer = FaultLayer(
         api.app(),
@@ -48,7 +54,7 @@ def build(
         clock=clock,
         wall=wall,
     )
-    return layer, api
+    return (layer if origins is None else Cors(layer, origins)), api
 
 
 def create_app(config: ServerConfig | None = None) -> ASGIApp:

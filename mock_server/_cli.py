@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
 
-import uvicorn
-
 from ._config import DEFAULT_DB, ServerConfig
 from ._tenants import DEFAULT_TENANTS, RateLimit, load_tenants
 from .exceptions import ConfigError
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none to show (unset, or a switch)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -20,9 +26,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="mock-server", description="A fault-injecting fake of ResonanceOS v6."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="serve the fake on loopback")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve = sub.add_parser("serve", help="serve the fake on loopback", formatter_class=_Help)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: all interfaces)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (0: a free one)")
     serve.add_argument("--db", default=str(DEFAULT_DB), help="SQLite file, or :memory:")
     serve.add_argument("--faults", metavar="FILE", help="fault rules (YAML or JSON)")
     serve.add_argument("--preset", help="named fault rules: flaky, outage, rate-limited, slow, chaos")
@@ -55,7 +61,21 @@ def _parser() -> argparse.ArgumentParser:
         help="failed authentications per client address (BURST at once, then PER_MINUTE)"
         " before it gets 429 and Retry-After; off: no limit",
     )
-    serve.add_argument("--access-log", action="store_true")
+    serve.add_argument(
+        "--access-log", action="store_true", help="log each request (secrets in the query hidden)"
+    )
+    serve.add_argument(
+        "--header-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="seconds a request's headers may take to arrive; slower connections are closed",
+    )
+    serve.add_argument(
+        "--cors",
+        metavar="ORIGINS",
+        help="let browser pages on these origins call the API: comma-separated, or *",
+    )
     return parser
 
 
@@ -71,6 +91,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         raise ConfigError(f"--journal-max-bytes: must be positive, got {args.journal_max_bytes}")
     if not args.session_ttl > 0:
         raise ConfigError(f"--session-ttl: must be positive, got {args.session_ttl}")
+    if not args.header_timeout > 0:
+        raise ConfigError(f"--header-timeout: must be positive, got {args.header_timeout}")
     return ServerConfig(
         host=args.host,
         port=args.port,
@@ -89,6 +111,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         session_ttl=args.session_ttl,
         auth_failure_limit=failure_limit(args.auth_failure_limit),
         access_log=args.access_log,
+        header_timeout=args.header_timeout,
+        cors=args.cors,
     )
 
 
@@ -111,7 +135,13 @@ def failure_limit(text: str) -> RateLimit | None:
 def banner(config: ServerConfig, url: str) -> str:
     """What the server prints on start: its URL and, for the built-in tenants only, their
     published demo credentials (credentials from a tenants file are secrets and never shown)."""
-    lines = [f"ResonanceOS v6 fake listening on {url}", f"  OpenAPI: {url}/openapi.json"]
+    lines = [f"ResonanceOS v6 fake listening on {url}"]
+    if config.host in _ALL_INTERFACES:
+        lines.append(
+            f"  on all interfaces (--host {config.host}): from another machine, use this one's"
+            f" address and port {config.port}"
+        )
+    lines.append(f"  OpenAPI: {url}/openapi.json")
     if config.tenants == DEFAULT_TENANTS:
         lines.append("  demo credentials:")
         for tenant in config.tenants:
@@ -127,27 +157,56 @@ def banner(config: ServerConfig, url: str) -> str:
         )
     lines.append(f"  state: {config.db}")
     if config.faults or config.preset:
-        lines.append(f"  faults: {config.faults or ''} {config.preset or ''}".rstrip())
+        lines.append(f"  faults: {' '.join(f for f in (config.faults, config.preset) if f)}")
+    if config.cors:
+        lines.append(f"  CORS: {config.cors}")
     lines.append(f"  admin: {url}/__admin/requests")
     return "\n".join(lines)
+
+
+def url_of(host: str, port: int) -> str:
+    """The URL a client on this machine uses: a wildcard address is not one to connect to."""
+    host = _ALL_INTERFACES.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        config = config_from_args(args)
-        if config.port == 0:
-            # Pick the port now so the banner can name it.
-            with socket.socket() as sock:
-                sock.bind((config.host, 0))
-                config = replace(config, port=sock.getsockname()[1])
-        from ._server import uvicorn_config
+        return _serve(args)
+    except KeyboardInterrupt:  # Ctrl-C before the server took over the signal
+        return 0
 
+
+def _serve(args: argparse.Namespace) -> int:
+    from ._server import Server, listen_socket, raise_fd_limit, uvicorn_config
+
+    try:
+        config = config_from_args(args)
         uconfig = uvicorn_config(config)
     except ConfigError as exc:
         print(f"mock-server: {exc}", file=sys.stderr)
         return 2
-    host = f"[{config.host}]" if ":" in config.host else config.host
-    print(banner(config, f"http://{host}:{config.port}"), flush=True)
-    uvicorn.Server(uconfig).run()
-    return 0
+    try:
+        # Bound here, before anything is printed: the banner is only shown once bound, and a
+        # taken port is one line, not uvicorn's log (port 0 is a free one, named in the banner).
+        sock = listen_socket(config.host, config.port)
+    except OSError as exc:
+        where = f"[{config.host}]" if ":" in config.host else config.host
+        reason = (exc.strerror or str(exc)).lower()
+        print(f"mock-server: cannot listen on {where}:{config.port}: {reason}", file=sys.stderr)
+        return 1
+    config = replace(config, port=sock.getsockname()[1])
+    raise_fd_limit()
+    url = url_of(config.host, config.port)
+    server = Server(uconfig, on_started=lambda: print(banner(config, url), flush=True))
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        # uvicorn stops gracefully on SIGINT, then raises it again for the default handler,
+        # which is a traceback; Ctrl-C is how this server is meant to be stopped.
+        pass
+    return 0 if server.started else 1
+
+
+_ALL_INTERFACES = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}

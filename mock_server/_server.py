@@ -83,15 +83,34 @@ class _RedactedAccessLog(logging.Filter):
         return True
 
 
-class _AcceptErrors:
-    """The event loop's exception handler: one line a second at most when accept() fails.
+class ListenSocket(socket.socket):
+    """A listening socket whose accept() ends asyncio's accept loop at the first EMFILE.
 
-    Out of file descriptors, CPython's accept loop (``selector_events._accept_connection``)
-    does not stop at the first EMFILE: it retries up to ``backlog`` times in the same tick,
-    reporting each failure with a traceback, thousands a second. The retry is left to asyncio
-    (it listens again a second later, so new connections are accepted once descriptors are
-    free, and open connections are served meanwhile); only the reporting is bounded here.
+    Out of file descriptors, CPython's accept loop (``selector_events._accept_connection``,
+    up to 3.13; gh-151615) does not stop at the first failure: it tries again up to
+    ``backlog`` (2,048) times in the same tick, logging a traceback and scheduling a retry
+    for each, and the retries multiply. Answering the next accept() with "would block", as an
+    empty queue does, ends that loop after one failure and one retry, a second later, which
+    is what asyncio means to do: connections already open are served meanwhile, and new ones
+    are accepted once descriptors are free again.
     """
+
+    _stop = False
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        if self._stop:
+            self._stop = False
+            raise BlockingIOError(errno.EAGAIN, "no more accepts until the retry")
+        try:
+            return super().accept()
+        except OSError as exc:
+            self._stop = exc.errno in _EXHAUSTED
+            raise
+
+
+class _AcceptErrors:
+    """The event loop's exception handler: a failed accept() is one line, not a traceback,
+    and one a second at most (with :class:`ListenSocket`, asyncio retries once a second)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
@@ -148,10 +167,10 @@ def raise_fd_limit() -> None:
             continue
 
 
-def listen_socket(host: str, port: int) -> socket.socket:
+def listen_socket(host: str, port: int) -> ListenSocket:
     """A socket bound to ``host:port`` (port 0: a free one); raises OSError if it cannot be."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = ListenSocket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
@@ -190,6 +209,7 @@ class ServerThread:
         self._server = Server(_uvicorn(app, self.config))
         self._thread = threading.Thread(target=self._run, name="mock-server", daemon=True)
         self._error: BaseException | None = None
+        self._sock: socket.socket | None = None
         self.url = ""
         self._admin: AdminClient | None = None
 
@@ -206,11 +226,17 @@ class ServerThread:
 
     def _run(self) -> None:
         try:
-            asyncio.run(self._server.serve())
+            asyncio.run(self._server.serve(sockets=[self._sock] if self._sock else None))
         except BaseException as exc:  # surfaced by start(); a thread has no one else to tell
             self._error = exc
 
     def start(self, timeout: float = 15.0) -> ServerThread:
+        try:
+            self._sock = listen_socket(self.config.host, self.config.port)
+        except OSError as exc:
+            raise RuntimeError(
+                f"the fake did not start: {self.config.host}:{self.config.port}: {exc}"
+            ) from exc
         self._thread.start()
         deadline = threading.Event()
         waited = 0.0
@@ -239,4 +265,12 @@ class ServerThread:
         self.stop()
 
 
-__all__ = ["Api", "Server", "ServerThread", "listen_socket", "raise_fd_limit", "uvicorn_config"]
+__all__ = [
+    "Api",
+    "ListenSocket",
+    "Server",
+    "ServerThread",
+    "listen_socket",
+    "raise_fd_limit",
+    "uvicorn_config",
+]

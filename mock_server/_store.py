@@ -6,14 +6,21 @@ only an OS crash could lose the last commits. Every statement runs on one dedica
 thread, so the event loop never waits on disk and the connection is never shared
 between threads. Reads of profiles are served from a write-through mirror kept on the
 loop: the hot path (GET of a profile) touches no lock, no thread and no disk.
+
+Because of that mirror, one database file serves one fake at a time: a second fake on the
+same file would never see the first one's writes. A :class:`Store` holds an exclusive lock
+(``flock``) on ``<db>.lock`` beside the file from construction until :meth:`Store.close`;
+the operating system drops it when the process ends, ``kill -9`` included.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import fcntl
 import hashlib
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -22,7 +29,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import formatdate
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
+
+from .exceptions import ConfigError
 
 T = TypeVar("T")
 
@@ -97,10 +106,47 @@ class IdempotencyRecord:
     created_at: float
 
 
+def _lock_db(path: str) -> IO[str] | None:
+    """Take the exclusive lock of the database at ``path`` (None for an in-memory one).
+
+    Raises ConfigError naming the file and the process holding it when another fake has it.
+    The lock lives as long as the returned file stays open.
+    """
+    if path in (":memory:", ""):
+        return None
+    db = Path(path).resolve()  # one lock whatever path (relative, symlink) names the file
+    lock_path = db.with_name(db.name + ".lock")
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        lock = lock_path.open("a+", encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"--db {path}: cannot create its lock file {lock_path}: {exc.strerror}") from None
+    try:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip()
+        lock.close()
+        by = f" (pid {holder})" if holder.isdigit() else ""
+        raise ConfigError(
+            f"--db {path}: already in use by another mock-server{by}, which holds {lock_path};"
+            " stop it, or give this one another --db (or :memory:)"
+        ) from None
+    lock.truncate(0)
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock
+
+
 class Store:
-    """SQLite-backed state with an in-memory mirror of profiles for reads."""
+    """SQLite-backed state with an in-memory mirror of profiles for reads.
+
+    Construction takes the database's lock (ConfigError if another fake holds it);
+    :meth:`close` releases it.
+    """
 
     def __init__(self, path: str, *, wall: Callable[[], float] = time.time) -> None:
+        self._lock = _lock_db(path)
         self._path = path
         self._wall = wall
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mock-server-sqlite")
@@ -119,6 +165,9 @@ class Store:
     async def close(self) -> None:
         await self._run(self._close_sync)
         self._executor.shutdown(wait=True)
+        if self._lock is not None:
+            self._lock.close()  # closing the file drops the flock
+            self._lock = None
 
     def _open_sync(self) -> list[Profile]:
         if self._path != ":memory:":
