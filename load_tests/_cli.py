@@ -5,14 +5,22 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import sys
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import _scenarios
 
+if TYPE_CHECKING:
+    from ._runner import RunResult
+
 __all__ = ["main"]
+
+
+_PROGRESS_HELP = "seconds between progress lines (default 5)"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--api-key", default=os.environ.get("RESONANCE_API_KEY", "demo-key"))
     run.add_argument("--tenant", default="demo")
     run.add_argument("--quiet", action="store_true", help="no progress lines, no summary")
+    run.add_argument("--progress", type=float, default=5.0, help=_PROGRESS_HELP)
 
     demo = sub.add_parser("demo", help="the naive and the resilient client side by side under chaos")
     demo.add_argument("--duration", type=float, default=60.0, help="seconds (default 60)")
@@ -44,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("load_reports/demo"))
     demo.add_argument("--seed", type=int, default=1)
     demo.add_argument("--processes", type=int, default=0)
+    demo.add_argument("--progress", type=float, default=5.0, help=_PROGRESS_HELP)
 
     worker = sub.add_parser("worker", help="a locust worker joining a `run --master`")
     worker.add_argument("--master-host", default="127.0.0.1")
@@ -75,18 +85,53 @@ def scenarios_table(width: int) -> str:
     return "\n".join(out)
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: stop locust and the fake, report the partial run."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "scenarios":
         print(scenarios_table(shutil.get_terminal_size((100, 24)).columns))
         return 0
-    from ._runner import RunOptions, run, worker_command
+    if args.command in ("run", "demo"):
+        if args.progress <= 0:
+            print("load_tests: --progress must be > 0", file=sys.stderr)
+            return 2
+        # locust and the fake run in process groups of their own (see _runner): a SIGTERM to
+        # this process must still stop them, through the same path as Ctrl-C.
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        try:
+            return _run_or_demo(args)
+        except KeyboardInterrupt as exc:
+            # Before locust started or after it ended (starting the fake, writing the reports).
+            print("\nload_tests: interrupted; no complete report", file=sys.stderr)
+            return 128 + (signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    from ._runner import worker_command
 
-    if args.command == "worker":
-        cmd = worker_command(
-            master_host=args.master_host, master_port=args.master_port, processes=args.processes
-        )
-        os.execv(cmd[0], cmd)  # noqa: S606 -- becomes the locust worker
+    cmd = worker_command(master_host=args.master_host, master_port=args.master_port, processes=args.processes)
+    os.execv(cmd[0], cmd)  # noqa: S606 -- becomes the locust worker
+
+
+def _interrupted_line(result: RunResult) -> str:
+    meta = result.samples.meta if result.samples is not None else {}
+    started, stopped = meta.get("started_at"), meta.get("stopped_at")
+    ran = f" after {stopped - started:.1f} s of {meta.get('duration'):g} s" if started and stopped else ""
+    return (
+        f"\nload_tests: INTERRUPTED{ran}: the figures above cover a partial run, no threshold "
+        f"was judged (exit {result.exit_code})"
+    )
+
+
+def _run_or_demo(args: argparse.Namespace) -> int:
+    from ._runner import RunOptions, run
+
     if args.command == "demo":
         opts = RunOptions(
             scenario="chaos",
@@ -97,16 +142,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             processes=args.processes,
             kinds=("naive", "resilient"),
             title="Demo: a naive and a resilient client against the fake's chaos preset",
+            progress=args.progress,
         )
         result = run(opts)
         rows = {r.kind: r for r in result.rows}
-        if "naive" in rows and "resilient" in rows:
+        if "naive" in rows and "resilient" in rows and not result.interrupted:
             naive, resilient = rows["naive"], rows["resilient"]
             better = resilient.success > naive.success
             print(
                 f"\nresilient client: {100 * resilient.success:.2f}% of calls succeeded, naive: "
                 f"{100 * naive.success:.2f}% -> the resilient client {'wins' if better else 'DOES NOT win'}"
             )
+        if result.interrupted:
+            print(_interrupted_line(result))
         return result.exit_code
     if args.users < 1 or args.duration <= 0:
         print("load_tests: --users must be >= 1 and --duration > 0", file=sys.stderr)
@@ -131,5 +179,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         api_key=args.api_key,
         tenant=args.tenant,
         quiet=args.quiet,
+        progress=args.progress,
     )
-    return run(opts).exit_code
+    result = run(opts)
+    if result.interrupted and not args.quiet:
+        print(_interrupted_line(result))
+    return result.exit_code

@@ -104,6 +104,9 @@ class Fake:
                 stdout=self._log,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                # Its own process group: a Ctrl-C in the terminal must not stop the fake before
+                # the runner has read its journal for the partial run; stop() ends it.
+                process_group=0,
             )
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:

@@ -85,6 +85,11 @@ class ScenarioShape(LoadTestShape):
 
 def _on_init(environment: Environment, **_: Any) -> None:
     STATE.worker = isinstance(environment.runner, WorkerRunner)
+    # The runner passes the operator's Ctrl-C on as a SIGINT, which locust handles (it stops and
+    # writes its reports); gevent would also print a bare "KeyboardInterrupt" and a timestamp,
+    # which reads like a crash. It still reaches locust's main greenlet as before.
+    hub = gevent.get_hub()
+    hub.NOT_ERROR = (*hub.NOT_ERROR, KeyboardInterrupt)
 
     def on_transition(transition: BreakerTransition) -> None:
         if transition.new is BreakerState.OPEN:

@@ -4,6 +4,12 @@ Locust runs as its own command (``python -m locust``), never inside this process
 monkey-patching must not leak into the caller (pytest, the bench), and its own runners give
 ``--processes`` and ``--master``/``--worker`` for free. Its quitting listener (``_hooks``) sets
 the exit code from the thresholds; this module only starts, waits and reports.
+
+Ctrl-C: locust and the fake run in process groups of their own, so the terminal's SIGINT
+reaches only this process, which passes one SIGINT on to locust (it stops its users and writes
+what it gathered), reads the fake's journal for the partial run, then stops the fake. The
+reports of such a run say it was interrupted and judge no threshold, and the exit code is
+130 (128 + SIGINT), as for any program stopped by Ctrl-C.
 """
 
 from __future__ import annotations
@@ -23,9 +29,20 @@ from typing import Any
 from . import _scenarios
 from ._fake import Fake, free_port, server_facts
 from ._samples import Samples
-from ._summary import KindRow, build_rows, findings_lines, markdown, terminal_table
+from ._summary import KindRow, build_rows, findings_lines, markdown, notes, terminal_table, thresholds_heading
 
-__all__ = ["LOCUSTFILE", "RunOptions", "RunResult", "locust_command", "run", "worker_command"]
+__all__ = [
+    "EXIT_INTERRUPTED",
+    "LOCUSTFILE",
+    "RunOptions",
+    "RunResult",
+    "locust_command",
+    "run",
+    "worker_command",
+]
+
+#: The exit code of an interrupted run: 128 + SIGINT, as shells report a Ctrl-C.
+EXIT_INTERRUPTED = 128 + signal.SIGINT
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 _CLASSES = {"resilient": "ResilientUser", "naive": "NaiveUser"}
@@ -65,6 +82,7 @@ class RunResult:
     verdict: dict[str, Any] | None
     rows: list[KindRow]
     server: dict[str, Any]
+    interrupted: bool = False
 
 
 def _say(opts: RunOptions, text: str) -> None:
@@ -113,25 +131,29 @@ def worker_command(*, master_host: str, master_port: int, processes: int = 0) ->
     return cmd
 
 
-def _wait(proc: subprocess.Popen[bytes], timeout: float) -> int:
+def _wait(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int, bool]:
+    """Locust's exit code, and whether the operator interrupted the run (Ctrl-C)."""
     deadline = time.monotonic() + timeout
     interrupted = False
     while True:
         try:
-            return proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            return proc.wait(timeout=max(0.1, deadline - time.monotonic())), interrupted
         except KeyboardInterrupt:
-            # Locust got the same SIGINT (one process group) and is writing its reports.
+            # Locust has its own process group, so this SIGINT reached only us: pass it on once
+            # (locust stops its users and writes its reports); a second Ctrl-C kills it.
             if interrupted:
                 proc.kill()
+            else:
+                proc.send_signal(signal.SIGINT)
             interrupted = True
             deadline = time.monotonic() + 30
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGTERM)
             try:
-                return proc.wait(timeout=15)
+                return proc.wait(timeout=15), interrupted
             except subprocess.TimeoutExpired:
                 proc.kill()
-                return proc.wait()
+                return proc.wait(), interrupted
 
 
 def run(opts: RunOptions) -> RunResult:
@@ -168,8 +190,8 @@ def run(opts: RunOptions) -> RunResult:
                 f"worker(s): python -m load_tests worker --master-port {master_port}",
             )
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        proc = subprocess.Popen(cmd, env=env)
-        code = _wait(proc, opts.duration + 120)
+        proc = subprocess.Popen(cmd, env=env, process_group=0)  # see the module doc on Ctrl-C
+        code, interrupted = _wait(proc, opts.duration + 120)
         samples: Samples | None = None
         verdict: dict[str, Any] | None = None
         if (out / "samples.json").exists():
@@ -184,6 +206,9 @@ def run(opts: RunOptions) -> RunResult:
         if fake is not None:
             fake.stop()
     if samples is None:
+        if interrupted:
+            _say(opts, "load_tests: interrupted before locust gathered anything; no report written")
+            return RunResult(EXIT_INTERRUPTED, out, None, None, [], {}, interrupted=True)
         _say(
             opts, f"load_tests: locust exited with code {code} and left no samples; see {out / 'locust.log'}"
         )
@@ -191,6 +216,7 @@ def run(opts: RunOptions) -> RunResult:
         return RunResult(code if code else 2, out, None, None, [], {})
     samples.meta.update(
         {
+            "interrupted": interrupted,
             "description": scenario.description,
             "preset": scenario.preset,
             "seed": opts.seed if fake is not None else None,
@@ -199,6 +225,9 @@ def run(opts: RunOptions) -> RunResult:
     )
     rows = build_rows(samples, server)
     report(opts, samples, verdict, rows, server)
+    if interrupted:
+        # A partial run proves nothing either way: no threshold verdict, and a non-zero exit.
+        return RunResult(EXIT_INTERRUPTED, out, samples, verdict, rows, server, interrupted=True)
     if code not in (0, 1):
         _tail_log(out / "locust.log")
     return RunResult(code, out, samples, verdict, rows, server)
@@ -243,13 +272,18 @@ def report(
         return
     print()
     print(terminal_table(rows))
+    for line in notes(rows):
+        print(f"  {line}")
     findings = findings_lines(rows)
     if findings:
         print("\ncompliance findings (/__admin/compliance):")
         for line in findings:
             print(f"  {line}")
-    if verdict is not None:
-        print(f"\nthresholds: {'PASS' if verdict.get('ok') else 'FAIL'}")
+    heading = thresholds_heading(meta, verdict)
+    if heading is not None and meta.get("interrupted"):
+        print(f"\nthresholds: {heading}")
+    elif heading is not None and verdict is not None:
+        print(f"\nthresholds: {heading}")
         for r in verdict.get("results") or []:
             observed = "n/a" if r["observed"] is None or math.isnan(r["observed"]) else f"{r['observed']:.4g}"
             mark = "pass" if r["ok"] else "FAIL"
