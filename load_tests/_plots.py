@@ -17,10 +17,25 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from ._samples import BREAKER_LEVEL, Samples, Window, percentile  # noqa: E402
 
-__all__ = ["render_all"]
+__all__ = ["LATENCY_FLOOR_MS", "render_all"]
+
+#: The latency plot's floor: a log axis has no 0, and a cache hit takes well under 1 ms, so
+#: percentiles below it are drawn at it (the caption says so) rather than dropped.
+LATENCY_FLOOR_MS = 1.0
+
+
+def _floored(ms: float) -> float:
+    """``ms`` raised to the floor; NaN (a second without calls) stays a gap in the line."""
+    return ms if math.isnan(ms) else max(LATENCY_FLOOR_MS, ms)
+
+
+def _ms_label(value: float, _pos: object = None) -> str:
+    return f"{value / 1000:g} s" if value >= 1000 else f"{value:g} ms"
+
 
 _COLORS = {"resilient": "#1f77b4", "naive": "#d62728"}
 
@@ -96,12 +111,14 @@ def render_all(samples: Samples, out: Path) -> list[str]:
         xs, ws = _xs(samples, kind)
         rolled = _rolling(ws, 5)
         for q, style in ((0.50, "-"), (0.95, "--"), (0.99, ":")):
-            ys = [percentile(h, q) for h in rolled]
+            ys = [_floored(percentile(h, q)) for h in rolled]
             ax.plot(xs, ys, color=_color(kind), ls=style, label=f"{kind} p{int(q * 100)}")
     _shade(ax, windows)
-    ax.set_yscale("symlog", linthresh=10)
-    title = "Latency of whole calls, retries and waits included (5 s rolling)"
-    _finish(fig, ax, title, "ms", out / "latency.png")
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=LATENCY_FLOOR_MS * 0.8)
+    ax.yaxis.set_major_formatter(FuncFormatter(_ms_label))
+    title = "Latency of whole calls, retries and waits included (5 s rolling; floor 1 ms)"
+    _finish(fig, ax, title, "latency (log scale)", out / "latency.png")
     names.append("latency.png")
 
     fig, ax = plt.subplots(figsize=(9, 3.6))
