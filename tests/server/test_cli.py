@@ -214,3 +214,8 @@ def test_out_of_file_descriptors_the_fake_stays_up_and_quiet(
     keep.close()
     code, _, _ = server.interrupt()
     assert code == 0
+
+
+def test_a_bad_header_timeout_names_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--header-timeout", "0"]) == 2
+    assert "--header-timeout: must be positive" in capsys.readouterr().err

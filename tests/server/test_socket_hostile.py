@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from mock_server import ServerConfig, ServerThread
+from mock_server.exceptions import ConfigError
 
 pytestmark = pytest.mark.socket
 
@@ -240,3 +241,16 @@ def test_refusals_are_not_logged_one_line_each(
     for _ in range(5):
         refused(*exchange(server, get_with(b"Content-Length: 1\r\nTransfer-Encoding: chunked")), 400)
     assert "Invalid HTTP request" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("settings", "field"),
+    [
+        ({"header_timeout": 0}, "header_timeout"),
+        ({"max_header_line_bytes": 100}, "max_header_line_bytes"),
+        ({"max_header_bytes": 4096, "max_header_line_bytes": 8192}, "max_header_line_bytes"),
+    ],
+)
+def test_bad_limits_name_the_field(settings: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigError, match=field):
+        ServerThread(ServerConfig(db=":memory:", **settings))
