@@ -34,11 +34,12 @@ def provider_url(request: pytest.FixtureRequest) -> Iterator[str]:
     if base:
         yield str(base).rstrip("/")
         return
-    # The provider checks exercise the contract, not the limiter: give them room.
+    # The provider checks exercise the contract, not the limiters: give them room (schemathesis
+    # sends invalid credentials on purpose, which the fake otherwise throttles per address).
     roomy = tuple(
         replace(t, rate_limit=RateLimit(per_minute=600_000, burst=100_000)) for t in DEFAULT_TENANTS
     )
-    with ServerThread(ServerConfig(db=":memory:", tenants=roomy)) as server:
+    with ServerThread(ServerConfig(db=":memory:", tenants=roomy, auth_failure_limit=None)) as server:
         yield server.url
 
 
@@ -54,5 +55,6 @@ def fake() -> Iterator[ServerThread]:
     roomy = tuple(
         replace(t, rate_limit=RateLimit(per_minute=600_000, burst=100_000)) for t in DEFAULT_TENANTS
     )
-    with ServerThread(ServerConfig(db=":memory:", tenants=roomy, journal_size=100_000)) as server:
+    config = ServerConfig(db=":memory:", tenants=roomy, journal_size=100_000, auth_failure_limit=None)
+    with ServerThread(config) as server:
         yield server

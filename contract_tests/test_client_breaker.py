@@ -12,7 +12,7 @@ from collections import deque
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -47,19 +47,34 @@ def _breaker_session(fake: ServerThread, policy: BreakerPolicy, clock: FakeClock
     return session
 
 
+#: What an attempt gets from the fake: a success, a failure the breaker counts (5xx, 429),
+#: or a client error (4xx), which says nothing about the host's health.
+OUTCOMES = {
+    "ok": {"type": "latency", "fixed_ms": 0},
+    "503": FAIL,
+    "429": {"type": "status", "status": 429, "retry_after": 0},
+    "404": {"type": "status", "status": 404},
+    "409": {"type": "status", "status": 409},
+    "422": {"type": "status", "status": 422},
+}
+COUNTED = frozenset({"503", "429"})
+
+
 @pytest.mark.socket
 @given(
-    outcomes=st.lists(st.booleans(), min_size=1, max_size=40),
+    outcomes=st.lists(st.sampled_from(sorted(OUTCOMES)), min_size=1, max_size=40),
     gaps=st.lists(st.sampled_from([0.0, 0.5, 3.0, 11.0]), min_size=40, max_size=40),
     window=st.integers(2, 10),
     min_calls=st.integers(1, 10),
     rate=st.sampled_from([0.25, 0.5, 1.0]),
 )
 def test_open_breaker_sends_nothing(
-    fake: ServerThread, outcomes: list[bool], gaps: list[float], window: int, min_calls: int, rate: float
+    fake: ServerThread, outcomes: list[str], gaps: list[float], window: int, min_calls: int, rate: float
 ) -> None:
     """Property 4a: while the breaker is open (from the transition to open until open_for has
-    passed) no call reaches the server, and it never opens before min_calls outcomes."""
+    passed) no call reaches the server. Until it first opens, it opens exactly when the last
+    ``window`` outcomes hold at least ``min_calls`` with a failure share of ``rate`` or more,
+    where only 5xx and 429 are failures: a 4xx is the caller's mistake, not the host's."""
     min_calls = min(min_calls, window)
     sid = new_session()
     clock = fake_clock()
@@ -68,8 +83,8 @@ def test_open_breaker_sends_nothing(
         window=window, min_calls=min_calls, failure_rate=rate, open_for=10.0, listeners=(transitions.append,)
     )
     session = _breaker_session(fake, policy, clock, sid)
-    plan = [FAIL if failed else {"type": "latency", "fixed_ms": 0} for failed in outcomes]
-    recorded = 0
+    plan = [OUTCOMES[o] for o in outcomes]
+    seen: deque[bool] = deque(maxlen=window)  # the model's window, until the first opening
     with planned(fake, sid, plan):
         for gap in gaps[: len(outcomes) + 5]:
             clock.advance(gap)
@@ -87,12 +102,16 @@ def test_open_breaker_sends_nothing(
                 assert fake.admin.count(session=sid) == before, "a refused call reached the server"
                 continue
             assert not must_refuse, "the breaker let a call through while open"
-            if not opened_before:
-                recorded += 1
             assert fake.admin.count(session=sid) == before + 1
-    first_open = next((t for t in transitions if t.new is BreakerState.OPEN), None)
-    if first_open is not None:
-        assert recorded >= min_calls, "the breaker opened before min_calls outcomes"
+            if opened_before:
+                continue
+            index = before  # this session's n-th request met the plan's n-th entry
+            seen.append(index < len(outcomes) and outcomes[index] in COUNTED)
+            should_open = len(seen) >= min_calls and sum(seen) >= rate * len(seen)
+            opened = any(t.new is BreakerState.OPEN for t in transitions)
+            assert opened == should_open, (
+                f"after {list(seen)} (True: 5xx/429) the breaker is {'open' if opened else 'closed'}"
+            )
 
 
 @pytest.mark.socket
@@ -133,6 +152,63 @@ def test_half_open_probes_never_exceed_permits(fake: ServerThread, permits: int)
     assert breaker.in_flight_probes == 0
 
 
+@given(
+    window=st.integers(1, 10),
+    min_calls=st.integers(1, 10),
+    permits=st.integers(1, 3),
+    open_for=st.floats(0.5, 120.0),
+    early=st.floats(0.0, 0.99),
+    late=st.floats(0.0, 100.0),
+)
+def test_breaker_recovers_after_successful_probes(
+    window: int, min_calls: int, permits: int, open_for: float, early: float, late: float
+) -> None:
+    """Property 4c: an open breaker refuses until open_for has passed, then admits exactly
+    ``half_open_permits`` probes; when they all succeed it closes, admits calls freely again,
+    and starts from an empty window (it takes min_calls fresh outcomes to open it again)."""
+    min_calls = min(min_calls, window)
+    clock = FakeClock()
+    policy = BreakerPolicy(
+        window=window,
+        min_calls=min_calls,
+        failure_rate=1.0,
+        open_for=open_for,
+        half_open_permits=permits,
+        clock=clock.clock,
+    )
+    breaker = CircuitBreaker(policy, "host")
+    for _ in range(min_calls):
+        breaker.record(breaker.acquire(), failure=True)
+    assert breaker.state is BreakerState.OPEN
+    clock.advance(open_for * early)
+    with pytest.raises(CircuitOpen):
+        breaker.acquire()
+    clock.advance(open_for * (1 - early) + late)
+    probes = [breaker.acquire() for _ in range(permits)]
+    assert all(p.probe for p in probes) and breaker.state is BreakerState.HALF_OPEN
+    with pytest.raises(CircuitOpen):
+        breaker.acquire()
+    for probe in probes:
+        breaker.record(probe, failure=False)
+    assert breaker.state is BreakerState.CLOSED, "all probes succeeded but the breaker did not close"
+    assert breaker.in_flight_probes == 0
+    for _ in range(min_calls - 1):
+        ticket = breaker.acquire()
+        assert not ticket.probe
+        breaker.record(ticket, failure=True)
+    assert breaker.state is BreakerState.CLOSED, "the window was not emptied when the breaker closed"
+    assert not breaker.acquire().probe
+
+
+#: Outcomes of an admitted call as the breaker's policy classifies them; None is a transport error.
+STATUSES = st.sampled_from([200, 201, 304, 400, 404, 409, 422, 429, 500, 502, 503, None])
+
+
+def _fails(status: int | None) -> bool:
+    """The model's idea of a failure: no response, a 429 or a 5xx."""
+    return status is None or status == 429 or status >= 500
+
+
 class BreakerModel(RuleBasedStateMachine):
     """The breaker against a model: a window of the last outcomes, an open-until time, probes."""
 
@@ -152,9 +228,11 @@ class BreakerModel(RuleBasedStateMachine):
         self.window: deque[bool] = deque(maxlen=5)
         self.open_until = 0.0
         self.probes: list[Any] = []
+        self.stale: list[Any] = []
         self.successes = 0
 
     def _open(self) -> None:
+        self.stale.extend(self.probes)
         self.state, self.open_until, self.probes, self.successes = "open", self.clock() + 10.0, [], 0
 
     @rule(seconds=st.sampled_from([0.5, 4.0, 10.0]))
@@ -162,11 +240,12 @@ class BreakerModel(RuleBasedStateMachine):
         self.clock.advance(seconds)
 
     @precondition(lambda self: self.state == "closed")
-    @rule(failure=st.booleans())
-    def call_closed(self, failure: bool) -> None:
+    @rule(status=STATUSES)
+    def call_closed(self, status: int | None) -> None:
         ticket = self.breaker.acquire()
-        self.breaker.record(ticket, failure=failure)
-        self.window.append(failure)
+        assert not ticket.probe
+        self.breaker.record(ticket, failure=self.policy.is_failure(status))
+        self.window.append(_fails(status))
         if len(self.window) >= 3 and sum(self.window) >= 0.6 * len(self.window):
             self._open()
 
@@ -182,20 +261,31 @@ class BreakerModel(RuleBasedStateMachine):
             self.probes.append(self.breaker.acquire())
 
     @precondition(lambda self: bool(self.probes))
-    @rule(failure=st.booleans(), release_only=st.booleans())
-    def finish_probe(self, failure: bool, release_only: bool) -> None:
+    @rule(status=STATUSES, release_only=st.booleans())
+    def finish_probe(self, status: int | None, release_only: bool) -> None:
         ticket = self.probes.pop(0)
         if release_only:
             self.breaker.release(ticket)
             return
-        self.breaker.record(ticket, failure=failure)
-        if failure:
+        self.breaker.record(ticket, failure=self.policy.is_failure(status))
+        if _fails(status):
             self._open()
         else:
             self.successes += 1
             if self.successes >= 2:
+                self.stale.extend(self.probes)
                 self.state, self.probes, self.successes = "closed", [], 0
                 self.window.clear()
+
+    @precondition(lambda self: bool(self.stale))
+    @rule(failure=st.booleans(), release_only=st.booleans())
+    def finish_stale_probe(self, failure: bool, release_only: bool) -> None:
+        """A probe admitted before the last transition ends late: it changes nothing."""
+        ticket = self.stale.pop(0)
+        if release_only:
+            self.breaker.release(ticket)
+        else:
+            self.breaker.record(ticket, failure=failure)
 
     @invariant()
     def same_state(self) -> None:
@@ -212,3 +302,6 @@ class BreakerModel(RuleBasedStateMachine):
 
 
 TestBreakerModel = BreakerModel.TestCase
+# In-process and cheap: enough sequences that open, half-open, probe and close again are all
+# reached in the ci profile too (the profile's 40 examples rarely get as far as closing).
+TestBreakerModel.settings = settings(max_examples=300, stateful_step_count=40)

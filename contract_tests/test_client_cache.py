@@ -1,6 +1,8 @@
 """Property 6: the private cache. It never serves one credential's entry to another, never
 stores ``no-store``, never serves a stale entry without going back to the origin (unless
-stale-if-error is on and the origin fails), and unsafe methods always reach the server."""
+stale-if-error is on and the origin fails), counts an ``Age`` the response arrived with against
+its freshness, serves an entry only to requests that match its ``Vary`` headers, and unsafe
+methods always reach the server."""
 
 from __future__ import annotations
 
@@ -29,10 +31,17 @@ DIRECTIVES = st.sampled_from(
         "max-age=60",
     ]
 )
+#: The reply's extra headers: none, an ``Age`` it has already spent in a cache upstream, a
+#: ``Vary`` on the request's language, or both.
+EXTRAS = st.sampled_from(
+    [{}, {"Age": "3"}, {"Age": "40"}, {"Vary": "Accept-Language"}, {"Vary": "Accept-Language", "Age": "4"}]
+)
+LANGUAGES = [None, "en", "fr"]
+REPLY = st.tuples(DIRECTIVES, EXTRAS)
 ACTIONS = st.one_of(
-    st.tuples(st.just("get"), st.integers(0, 2), DIRECTIVES),
-    st.tuples(st.sampled_from(["put", "delete", "post"]), st.integers(0, 2), DIRECTIVES),
-    st.tuples(st.just("wait"), st.sampled_from([0.4, 3.3, 7.7, 31.1]), st.just("")),
+    st.tuples(st.just("get"), st.tuples(st.integers(0, 2), st.integers(0, 2)), REPLY),
+    st.tuples(st.sampled_from(["put", "delete", "post"]), st.tuples(st.integers(0, 2), st.just(0)), REPLY),
+    st.tuples(st.just("wait"), st.sampled_from([0.4, 3.3, 7.7, 31.1]), st.just(("", {}))),
 )
 
 
@@ -41,25 +50,32 @@ class Stored:
     at: float
     max_age: float
     no_cache: bool
+    age: float = 0.0
+    #: The request's Accept-Language when the reply said ``Vary: Accept-Language`` (else unset).
+    vary: tuple[str | None] | None = None
 
 
-def _lifetime(directive: str) -> Stored | None:
+def _lifetime(directive: str, extra: dict[str, str]) -> Stored | None:
     parts = {p.strip().split("=")[0]: p.strip() for p in directive.split(",")}
     if "no-store" in parts:
         return None
     max_age = float(parts["max-age"].split("=")[1]) if "max-age" in parts else 0.0
-    return Stored(0.0, max_age, "no-cache" in parts)
+    return Stored(0.0, max_age, "no-cache" in parts, age=float(extra.get("Age", 0)))
 
 
 @given(actions=st.lists(ACTIONS, min_size=1, max_size=25))
 @settings(max_examples=400)  # in-process and cheap: sequences that matter are rare among short ones
-def test_cache_never_serves_what_it_must_not(actions: list[tuple[str, Any, str]]) -> None:
-    """Against a model of what may be reused, every request that must reach the origin does."""
+def test_cache_never_serves_what_it_must_not(
+    actions: list[tuple[str, Any, tuple[str, dict[str, str]]]],
+) -> None:
+    """Against a model of what may be reused, every request that must reach the origin does:
+    no entry, no-cache, past max-age less the Age it arrived with, or another Vary value."""
     clock = fake_clock()
-    pending: list[str] = ["max-age=10"]
+    pending: list[tuple[str, dict[str, str]]] = [("max-age=10", {})]
 
     def reply(_: FakeClock) -> tuple[int, dict[str, str]]:
-        return 200, {"Cache-Control": pending[0], "ETag": '"e1"'}
+        directive, extra = pending[0]
+        return 200, {"Cache-Control": directive, "ETag": '"e1"', **extra}
 
     adapter = CannedAdapter(clock, [reply])
     policies = Policies(
@@ -71,17 +87,25 @@ def test_cache_never_serves_what_it_must_not(actions: list[tuple[str, Any, str]]
     )
     session, _ = client_session(policies, clock, adapter=adapter)
     model: dict[int, Stored] = {}
-    for kind, arg, directive in actions:
+    for kind, arg, (directive, extra) in actions:
         if kind == "wait":
             clock.advance(arg)
             continue
-        pending[0] = directive
+        pending[0] = (directive, extra)
         before = len(adapter.sent)
-        credential = CREDENTIALS[arg]
+        who, language = arg
+        headers = dict(CREDENTIALS[who])
+        if LANGUAGES[language] is not None:
+            headers["Accept-Language"] = str(LANGUAGES[language])
         if kind == "get":
-            stored = model.get(arg)
-            must_reach = stored is None or stored.no_cache or clock.clock() - stored.at >= stored.max_age
-            response = session.get(URL, headers=credential)
+            stored = model.get(who)
+            must_reach = (
+                stored is None
+                or stored.no_cache
+                or clock.clock() - stored.at >= stored.max_age - stored.age
+                or (stored.vary is not None and stored.vary != (LANGUAGES[language],))
+            )
+            response = session.get(URL, headers=headers)
             reached = len(adapter.sent) > before
             if must_reach:
                 assert reached, f"served from cache without going to the origin: {stored}"
@@ -89,15 +113,17 @@ def test_cache_never_serves_what_it_must_not(actions: list[tuple[str, Any, str]]
                 sent = adapter.sent[-1].headers
                 assert "If-None-Match" not in sent, "revalidated an entry it must not have stored"
             if reached:
-                fresh = _lifetime(directive)
+                fresh = _lifetime(directive, extra)
                 if fresh is None:
-                    model.pop(arg, None)
+                    model.pop(who, None)
                 else:
                     fresh.at = clock.clock()
-                    model[arg] = fresh
+                    if "Vary" in extra:
+                        fresh.vary = (LANGUAGES[language],)
+                    model[who] = fresh
             assert response.status_code == 200
         else:
-            session.request(kind.upper(), URL, headers=credential, json={})
+            session.request(kind.upper(), URL, headers=headers, json={})
             assert len(adapter.sent) == before + 1, f"{kind.upper()} did not reach the origin"
             model.clear()
 

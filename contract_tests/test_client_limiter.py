@@ -1,9 +1,11 @@
 """Property 5: the client's rate limiter. Over any window the requests sent stay within the
-bucket, and nothing is sent while the server said none remain, until its reset."""
+bucket; nothing is sent while the server said none remain, until its reset, and the pause ends
+when the server said it would, whichever header (IETF ``RateLimit`` or ``X-RateLimit-*``) said it."""
 
 from __future__ import annotations
 
 import itertools
+import time
 from typing import Any
 
 import pytest
@@ -13,7 +15,7 @@ from hypothesis import strategies as st
 from client import FakeClock, Policies, RateLimited, RateLimitPolicy, ResilientSession, RetryPolicy, Timeouts
 from mock_server import RateLimit, ServerThread, Tenant
 
-from ._support import CannedAdapter, client_session, fake_clock, new_session
+from ._support import CannedAdapter, RecordingAdapter, client_session, fake_clock, new_session
 
 
 def _policies(limiter: RateLimitPolicy, attempts: int = 1) -> Policies:
@@ -86,7 +88,8 @@ def server_replies(draw: st.DrawFn) -> tuple[list[Any], list[float | None]]:
 def test_nothing_is_sent_while_the_server_says_none_remain(
     script: tuple[list[Any], list[float | None]], calls: int
 ) -> None:
-    """After a response saying 0 remain (or a 429), the next request waits for the announced reset."""
+    """After a response saying 0 remain (or a 429), the next request waits for the announced
+    reset, and no longer: the pause has a lower and an upper bound."""
     replies, announced = script
     announced.clear()
     clock = fake_clock()
@@ -98,8 +101,14 @@ def test_nothing_is_sent_while_the_server_says_none_remain(
         except RateLimited:  # a 429 ends the call (one attempt): the property is about timing
             pass
     for pause, (earlier, later) in zip(announced, itertools.pairwise(adapter.sent), strict=False):
+        gap = later.mono - earlier.mono
         if pause is not None:
-            assert later.mono - earlier.mono >= pause - 1e-6, "sent before the server's reset"
+            assert gap >= pause - 1e-6, "sent before the server's reset"
+        # Beyond the server's pause the only wait is the client's own bucket, which follows the
+        # announced Remaining and refills at 100/s: the pause is never stretched (an epoch read
+        # as seconds, say).
+        bound = max(pause or 0.0, 1 / 100) + 1e-6
+        assert gap <= bound, f"waited {gap:.3f} s where the server asked for {pause}"
 
 
 @pytest.mark.socket
@@ -118,3 +127,55 @@ def test_limiter_keeps_429s_away_on_the_wire(mock_server_factory: Any) -> None:
     kinds = {f["kind"] for f in report["findings"]}
     assert not any("remaining" in k for k in kinds), report["findings"]
     assert fake.admin.count(session=sid, status=429) == 0
+
+
+class WithoutIetfHeaders(RecordingAdapter):
+    """The fake's answers with the IETF ``RateLimit`` headers taken out, so the client sees a
+    server that speaks only ``X-RateLimit-*`` (an epoch reset), as many do."""
+
+    def build_response(self, req: Any, resp: Any) -> Any:
+        response = super().build_response(req, resp)
+        for name in ("RateLimit", "RateLimit-Policy"):
+            response.headers.pop(name, None)
+        return response
+
+
+@pytest.mark.socket
+def test_x_ratelimit_reset_is_an_epoch_on_the_wire(mock_server_factory: Any) -> None:
+    """Against a fake with burst 2 whose IETF headers are hidden, the client's pause after
+    ``X-RateLimit-Remaining: 0`` ends at ``X-RateLimit-Reset`` (epoch seconds): it waits no
+    longer than that, and the request after it is accepted."""
+    tight = (Tenant(name="demo", api_keys=("demo-key",), rate_limit=RateLimit(per_minute=120, burst=2)),)
+    fake: ServerThread = mock_server_factory(tenants=tight)
+    sid = new_session()
+    adapter = WithoutIetfHeaders(_RealClock(), max_retries=0)
+    pauses: list[tuple[float, float]] = []
+
+    def sleep(seconds: float) -> None:
+        # Real time (the fake's bucket refills in real time), but a pause longer than the
+        # server announced fails here instead of hanging the suite.
+        resets = [float(s.response_headers["X-RateLimit-Reset"]) for s in adapter.sent if s.response_headers]
+        allowed = max(resets) - time.time() + 0.05 if resets else 0.0
+        pauses.append((seconds, allowed))
+        assert seconds <= allowed, f"paused {seconds:.1f} s; X-RateLimit-Reset allows {allowed:.2f} s"
+        time.sleep(seconds)
+
+    limiter = RateLimitPolicy(rate=100, burst=100, sleep=sleep)
+    session = ResilientSession(_policies(limiter))
+    session.mount("http://", adapter)
+    session.headers.update({"X-API-Key": "demo-key", "X-Mock-Session": sid})
+    statuses = [session.get(f"{fake.url}/profiles").status_code for _ in range(3)]
+    assert statuses == [200, 200, 200]
+    assert all("RateLimit" not in s.response_headers for s in adapter.sent)
+    assert adapter.sent[1].response_headers["X-RateLimit-Remaining"] == "0"
+    assert len(pauses) == 1, f"expected one pause, after Remaining: 0; got {pauses}"
+
+
+class _RealClock(FakeClock):
+    """Readings of the real clocks, for a RecordingAdapter on real time."""
+
+    def clock(self) -> float:
+        return time.monotonic()
+
+    def wall(self) -> float:
+        return time.time()

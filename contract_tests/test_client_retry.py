@@ -23,12 +23,15 @@ from client import (
     RetryBudget,
     RetryPolicy,
     Timeouts,
+    TransportError,
     backoff,
+    parse_retry_after,
 )
 from mock_server import ServerThread
 
 from ._support import (
     ANY_FAULT,
+    BEFORE_APP,
     CannedAdapter,
     client_session,
     fake_clock,
@@ -182,3 +185,141 @@ def test_connect_errors_are_retried_for_any_method(method: str) -> None:
     session, _ = client_session(_policies(retry), clock, adapter=adapter)
     response = session.request(method, "http://upstream.invalid/x", json={"a": 1})
     assert response.status_code == 200 and len(adapter.sent) == 2
+
+
+#: Statuses no retry can fix: the request itself was refused (or the method is not there).
+NON_RETRYABLE = st.sampled_from([400, 401, 403, 404, 405, 409, 412, 413, 415, 422, 501])
+
+
+@given(
+    prefix=st.lists(BEFORE_APP, max_size=3), status=NON_RETRYABLE, method=st.sampled_from(["GET", "DELETE"])
+)
+def test_non_retryable_statuses_end_the_call(
+    fake: ServerThread, prefix: list[dict[str, Any]], status: int, method: str
+) -> None:
+    """Property 1b: after any retryable faults, a status no retry can fix ends the call at once
+    and comes back unchanged, as a response (one attempt when it is the first answer)."""
+    sid = new_session()
+    clock = fake_clock()
+    retry = RetryPolicy(attempts=6, budget=None, backoff_base=0.01, retry_after_cap=10, rng=random.Random(5))
+    session, recorder = client_session(_policies(retry), clock, base_headers={**KEY, "X-Mock-Session": sid})
+    with planned(fake, sid, [*prefix, {"type": "status", "status": status}]):
+        outcome = _call(session, method, f"{fake.url}/profiles/demo/nobody")
+    assert isinstance(outcome, requests.Response), f"status {status} was raised, not returned: {outcome!r}"
+    assert outcome.status_code == status
+    assert len(recorder.sent) == len(prefix) + 1 == fake.admin.count(session=sid)
+
+
+@given(
+    seconds=st.integers(2, 25),
+    backoff_cap=st.floats(0.05, 1.5),
+    status=st.sampled_from([429, 503]),
+    http_date=st.booleans(),
+)
+def test_retry_after_beyond_the_backoff_cap_is_waited_in_full(
+    fake: ServerThread, seconds: int, backoff_cap: float, status: int, http_date: bool
+) -> None:
+    """Property 3b: the backoff cap bounds the client's own backoff, never the server's
+    Retry-After. Up to ``retry_after_cap`` the wait is at least what the server asked; beyond
+    it the call fails at once, without sleeping and without another attempt."""
+    sid = new_session()
+    clock = fake_clock()
+    cap = 20.0
+    retry = RetryPolicy(
+        attempts=3,
+        budget=None,
+        backoff_base=0.01,
+        backoff_cap=backoff_cap,
+        retry_after_cap=cap,
+        rng=random.Random(6),
+    )
+    session, recorder = client_session(_policies(retry), clock, base_headers={**KEY, "X-Mock-Session": sid})
+    value: Any = {"seconds": seconds, "format": "http-date"} if http_date else seconds
+    with planned(fake, sid, [{"type": "status", "status": status, "retry_after": value}]):
+        outcome = _call(session, "GET", f"{fake.url}/profiles")
+    first = recorder.sent[0]
+    assert first.received_wall is not None and first.received_mono is not None
+    asked = parse_retry_after(first.response_headers.get("Retry-After"), now=first.received_wall)
+    assert asked is not None and asked >= seconds - 1e-6
+    if asked > cap:
+        assert len(recorder.sent) == 1 and not clock.sleeps, "waited for a Retry-After beyond the cap"
+        assert isinstance(outcome, ApiError)
+        return
+    assert len(recorder.sent) == 2, outcome
+    assert recorder.sent[1].mono - first.received_mono >= asked - 1e-6, "retried before Retry-After"
+    assert getattr(outcome, "status_code", None) == 200
+
+
+SENT_THEN_FAILED = {
+    "read timeout": lambda: requests.exceptions.ReadTimeout("read timed out"),
+    "body cut short": lambda: requests.exceptions.ChunkedEncodingError("connection broken: IncompleteRead"),
+}
+
+
+@given(
+    method=st.sampled_from(["POST", "PATCH", "PUT", "DELETE", "GET"]),
+    with_key=st.booleans(),
+    failure=st.sampled_from(sorted(SENT_THEN_FAILED)),
+)
+def test_failures_after_sending_are_retried_only_when_safe(method: str, with_key: bool, failure: str) -> None:
+    """Property 2b: a read timeout (or a body cut short) may come after the server acted, so
+    an unsafe method without an Idempotency-Key gets one attempt and the error; an idempotent
+    method, or any carrying a key, is retried."""
+    clock = fake_clock()
+    retry = RetryPolicy(attempts=3, budget=None, idempotency_methods=frozenset(), rng=random.Random(7))
+    adapter = CannedAdapter(clock, [SENT_THEN_FAILED[failure](), (200, {})])
+    session, _ = client_session(_policies(retry), clock, adapter=adapter)
+    headers = {"Idempotency-Key": "k-1"} if with_key else {}
+    outcome = _call(session, method, "http://upstream.invalid/x", json={"a": 1}, headers=headers)
+    if method in ("PUT", "DELETE", "GET") or with_key:
+        assert len(adapter.sent) == 2 and getattr(outcome, "status_code", None) == 200, outcome
+    else:
+        assert len(adapter.sent) == 1, f"{method} without a key was sent again after a {failure}"
+        assert isinstance(outcome, TransportError) and outcome.request_sent
+
+
+@pytest.mark.parametrize(
+    ("method", "with_key", "attempts"),
+    [("POST", False, 1), ("POST", True, 2), ("PUT", False, 2)],
+    ids=["POST without key", "POST with key", "PUT"],
+)
+def test_read_timeouts_on_the_wire(fake: ServerThread, method: str, with_key: bool, attempts: int) -> None:
+    """The fake holds the first attempt past the client's read timeout: the journal shows a
+    second attempt only where repeating the request is safe."""
+    sid = new_session()
+    clock = fake_clock()
+    retry = RetryPolicy(
+        attempts=3,
+        budget=None,
+        backoff_base=0.001,
+        idempotency_methods=frozenset({"POST"}) if with_key else frozenset(),
+        rng=random.Random(8),
+    )
+    session, _ = client_session(
+        _policies(retry, read=0.25), clock, base_headers={**KEY, "X-Mock-Session": sid}
+    )
+    body = {"tenant": "demo", "profile_name": f"t-{sid}", "hrv_vector": [0.5] * 8}
+    url = f"{fake.url}/profiles" if method == "POST" else f"{fake.url}/profiles/demo/t-{sid}"
+    with planned(fake, sid, [{"type": "timeout", "hang_s": 5}]):
+        _call(session, method, url, json=body if method == "POST" else {"hrv_vector": [0.5] * 8})
+    assert fake.admin.count(session=sid, method=method) == attempts
+
+
+@given(
+    attempt=st.integers(1, 12),
+    base=st.floats(0.001, 5),
+    cap=st.floats(0.01, 60),
+    seed=st.integers(0, 2**32),
+)
+def test_backoff_jitter_spreads_over_the_whole_window(
+    attempt: int, base: float, cap: float, seed: int
+) -> None:
+    """Property 7c: full jitter, not a fixed or half-jittered delay: over many draws the delays
+    reach both ends of [0, min(cap, base * 2^(attempt-1))] and average about its middle."""
+    ceiling = min(cap, base * 2 ** (attempt - 1))
+    rng = random.Random(seed)
+    delays = [backoff(attempt, base=base, cap=cap, rng=rng) for _ in range(300)]
+    assert min(delays) <= 0.1 * ceiling, "never retries early in the window"
+    assert max(delays) >= 0.9 * ceiling, "never uses the end of the window"
+    assert 0.4 * ceiling <= sum(delays) / len(delays) <= 0.6 * ceiling
+    assert len(set(delays)) >= 250, "delays repeat: a fleet would retry in step"
