@@ -192,12 +192,13 @@ def test_out_of_file_descriptors_the_fake_stays_up_and_quiet(
     crowd: list[socket.socket] = []
     try:
         assert b"200 OK" in _get(keep)
+        t0 = time.monotonic()
         for _ in range(100):  # well past 64 descriptors
             crowd.append(socket.create_connection((host, int(port)), timeout=5))
         time.sleep(1.5)
         assert b"200 OK" in _get(keep)  # the open connection is still served
         lines = err_path.read_text().splitlines()
-        assert 1 <= len(lines) <= 3, lines[:20]
+        assert 1 <= len(lines) <= time.monotonic() - t0 + 2, lines[:20]  # a line a second at most
         assert "Traceback" not in "\n".join(lines)
         assert re.search(r"too many open files.*limit 64", lines[0], re.I), lines[0]
     finally:
