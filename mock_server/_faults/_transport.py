@@ -108,7 +108,7 @@ class _GuardedConnection(h11.Connection):
             event = super().next_event()
         except h11.RemoteProtocolError as exc:
             if exc.error_status_hint == 431:
-                self.refusal = (431, "headers_too_large", self._too_large())
+                self.refusal = (431, None, self._too_large())
             else:
                 # h11's 501 (a transfer coding other than chunked) is a 400 here: RFC 9112
                 # section 6.3 requires it when chunked is not the final coding.
@@ -131,7 +131,7 @@ class _GuardedConnection(h11.Connection):
         limit = self.limits.max_header_line_bytes
         line = len(event.method) + len(event.target) + 10  # METHOD SP target SP HTTP/1.1
         if line > limit:
-            return 414, "uri_too_long", f"the request line is {line} bytes; at most {limit} are accepted"
+            return 414, None, f"the request line is {line} bytes; at most {limit} are accepted"
         total = line + 2
         length = chunked = False
         for name, value in event.headers:
@@ -139,14 +139,14 @@ class _GuardedConnection(h11.Connection):
             if size > limit:
                 return (
                     431,
-                    "headers_too_large",
+                    None,
                     f"header {_shown(name)!r} is {size} bytes; at most {limit} are accepted per header",
                 )
             total += size + 2
             length = length or name == b"content-length"
             chunked = chunked or name == b"transfer-encoding"
         if total > self.limits.max_header_bytes:
-            return 431, "headers_too_large", self._too_large()
+            return 431, None, self._too_large()
         if length and chunked:
             return (
                 400,
