@@ -89,7 +89,11 @@ class _Terminated(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl-C: stop locust and the fake, report the partial run."""
 
 
+_TERMINATED: list[int] = []  # SIGTERM seen during this run: the exit code says which signal
+
+
 def _on_sigterm(signum: int, frame: object) -> None:
+    _TERMINATED.append(signum)
     raise _Terminated
 
 
@@ -119,14 +123,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.execv(cmd[0], cmd)  # noqa: S606 -- becomes the locust worker
 
 
-def _interrupted_line(result: RunResult) -> str:
-    meta = result.samples.meta if result.samples is not None else {}
-    started, stopped = meta.get("started_at"), meta.get("stopped_at")
-    ran = f" after {stopped - started:.1f} s of {meta.get('duration'):g} s" if started and stopped else ""
-    return (
-        f"\nload_tests: INTERRUPTED{ran}: the figures above cover a partial run, no threshold "
-        f"was judged (exit {result.exit_code})"
-    )
+def _finish(result: RunResult, *, quiet: bool = False) -> int:
+    """The exit code; for an interrupted run, 128 + the signal, said on the last line."""
+    if not result.interrupted:
+        return result.exit_code
+    code = 128 + signal.SIGTERM if _TERMINATED else result.exit_code
+    if not quiet:
+        meta = result.samples.meta if result.samples is not None else {}
+        started, stopped, duration = meta.get("started_at"), meta.get("stopped_at"), meta.get("duration")
+        known = started and stopped and duration
+        ran = f" after {stopped - started:.1f} s of {duration:g} s" if known else ""
+        print(
+            f"\nload_tests: INTERRUPTED{ran}: the figures above cover a partial run, no threshold "
+            f"was judged (exit {code})"
+        )
+    return code
 
 
 def _run_or_demo(args: argparse.Namespace) -> int:
@@ -153,9 +164,7 @@ def _run_or_demo(args: argparse.Namespace) -> int:
                 f"\nresilient client: {100 * resilient.success:.2f}% of calls succeeded, naive: "
                 f"{100 * naive.success:.2f}% -> the resilient client {'wins' if better else 'DOES NOT win'}"
             )
-        if result.interrupted:
-            print(_interrupted_line(result))
-        return result.exit_code
+        return _finish(result)
     if args.users < 1 or args.duration <= 0:
         print("load_tests: --users must be >= 1 and --duration > 0", file=sys.stderr)
         return 2
@@ -181,7 +190,4 @@ def _run_or_demo(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         progress=args.progress,
     )
-    result = run(opts)
-    if result.interrupted and not args.quiet:
-        print(_interrupted_line(result))
-    return result.exit_code
+    return _finish(run(opts), quiet=args.quiet)
