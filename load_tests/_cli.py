@@ -130,9 +130,10 @@ def _finish(result: RunResult, *, quiet: bool = False) -> int:
     code = 128 + signal.SIGTERM if _TERMINATED else result.exit_code
     if not quiet:
         meta = result.samples.meta if result.samples is not None else {}
-        started, stopped, duration = meta.get("started_at"), meta.get("stopped_at"), meta.get("duration")
-        known = started and stopped and duration
-        ran = f" after {stopped - started:.1f} s of {duration:g} s" if known else ""
+        started, stopped, duration = meta.get("started_at"), meta.get("stopped_at"), meta.get("duration", 0)
+        ran = ""
+        if isinstance(started, int | float) and isinstance(stopped, int | float):
+            ran = f" after {stopped - started:.1f} s of {duration:g} s"
         print(
             f"\nload_tests: INTERRUPTED{ran}: the figures above cover a partial run, no threshold "
             f"was judged (exit {code})"
