@@ -1,0 +1,5 @@
+"""``python -m mutants``: see :mod:`mutants._runner`."""
+
+from ._runner import main
+
+raise SystemExit(main())
