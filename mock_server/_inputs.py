@@ -142,6 +142,10 @@ def query_int(query: Mapping[str, str], name: str, default: int, low: int, high:
         return default
     if not raw.isascii() or not raw.isdigit():
         raise bad_query(name, f"must be an integer in {low}..{high}")
+    digits = raw.lstrip("0")
+    # int() raises past 4,300 digits; no limit here needs more than a few.
+    if len(digits) > len(str(high)):
+        raise bad_query(name, f"must be in {low}..{high}, got a {len(digits)}-digit number")
     value = int(raw)
     if not low <= value <= high:
         raise bad_query(name, f"must be in {low}..{high}, got {value}")

@@ -312,6 +312,11 @@ async def _on_admin_error(request: Request, exc: Exception) -> Response:
     return _error(exc.status, exc.message, exc.details)
 
 
+async def _on_crash(request: Request, exc: Exception) -> Response:
+    # Starlette logs the exception; the caller gets the contract's body, never a traceback.
+    return _error(500, "the admin API hit an unexpected error; see the fake's log")
+
+
 async def _on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
@@ -323,5 +328,5 @@ def build_admin(layer: FaultLayer) -> ASGIApp:
     """The admin ASGI app over ``layer``."""
     return Starlette(
         routes=_routes(Admin(layer)),
-        exception_handlers={AdminError: _on_admin_error, HTTPException: _on_http_error},
+        exception_handlers={AdminError: _on_admin_error, HTTPException: _on_http_error, Exception: _on_crash},
     )

@@ -13,6 +13,7 @@ size to ``max_bytes``, past which the oldest go whatever ``size`` allows.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import sys
 from collections import deque
@@ -213,13 +214,20 @@ class Filter:
 
 
 def _since(raw: Any, loc: tuple[str, ...]) -> float:
-    if isinstance(raw, int | float) and not isinstance(raw, bool):
-        return float(raw)
     text = str(raw)
-    try:
-        return float(text)
-    except ValueError:
-        pass
+    number: float | None = None
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        number = float(raw) if -1e18 < raw < 1e18 else math.inf
+    else:
+        try:
+            number = float(text)
+        except ValueError:
+            pass
+    if number is not None:
+        # NaN would match everything and a 400-digit integer overflows a float: not a time.
+        if not math.isfinite(number):
+            raise FaultConfigError(loc, f"must be finite epoch seconds or ISO-8601, got {text[:40]!r}")
+        return number
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -368,6 +376,9 @@ class Journal:
         looks at the status); whether they did within ``timeout``, and how many there are."""
         match = f.compile()
         waiter = _Waiter(match, count, sum(1 for e in self._entries if match(e)))
+        if waiter.event.is_set():
+            # Already there: answer now (wait_for with no time left would not even look).
+            return True, waiter.seen
         self._waiters.append(waiter)
         try:
             await asyncio.wait_for(waiter.event.wait(), timeout)

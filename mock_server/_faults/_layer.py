@@ -272,7 +272,7 @@ class FaultLayer:
             return float(value)
         try:
             return max(0.0, parsedate_to_datetime(value).timestamp() - self.wall())
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             return None
 
     def _finish(self, entry: Entry, scope: Scope) -> None:

@@ -67,6 +67,9 @@ def _kind(value: Any) -> str:
     )
 
 
+_MAX_INT = 2**63 - 1
+
+
 def _number(
     value: Any,
     loc: Loc,
@@ -78,6 +81,9 @@ def _number(
 ) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _fail(loc, f"must be {'an integer' if integer else 'a number'}, got {_kind(value)}")
+    if isinstance(value, int) and not -_MAX_INT <= value <= _MAX_INT:
+        # Beyond any limit here, and past about 309 digits too big for a float at all.
+        raise _fail(loc, f"is out of range, got a {len(str(abs(value)))}-digit integer")
     if integer and not (isinstance(value, int) or float(value).is_integer()):
         raise _fail(loc, f"must be an integer, got {value!r}")
     if not math.isfinite(value):

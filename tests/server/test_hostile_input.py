@@ -248,10 +248,10 @@ def test_wrong_keys_are_throttled_by_default(anon: Caller) -> None:
     """With the default limit, a burst of wrong keys gets a few 401s, then 429 with Retry-After
     and the error body."""
     statuses = []
-    for i in range(300):
+    for i in range(130):
         statuses.append(anon("GET", "/profiles", headers={"X-API-Key": f"guess-{i}"}).status_code)
     assert set(statuses) == {401, 429}
-    assert statuses.count(401) <= 120
+    assert 100 <= statuses.count(401) <= 105
     assert statuses[-1] == 429
     last = anon("GET", "/profiles", headers={"X-API-Key": "guess-last"})
     assert last.status_code == 429
@@ -290,7 +290,7 @@ def test_throttled_address_waits_whatever_it_sends(mock_server: ServerThread, an
 
 def test_missing_credentials_are_not_guesses(anon: Caller) -> None:
     """Requests without credentials get 401s forever, never 429: nothing was guessed."""
-    statuses = {anon("GET", "/profiles").status_code for _ in range(150)}
+    statuses = {anon("GET", "/profiles").status_code for _ in range(110)}
     assert statuses == {401}
     assert anon("GET", "/profiles", headers={"X-API-Key": "demo-key"}).status_code == 200
 
@@ -298,5 +298,14 @@ def test_missing_credentials_are_not_guesses(anon: Caller) -> None:
 @pytest.mark.mock_server(auth_failure_limit=None)
 def test_auth_failure_limit_off(anon: Caller) -> None:
     """``auth_failure_limit=None`` turns the throttle off."""
-    statuses = {anon("GET", "/profiles", headers={"X-API-Key": f"g{i}"}).status_code for i in range(150)}
+    statuses = {anon("GET", "/profiles", headers={"X-API-Key": f"g{i}"}).status_code for i in range(110)}
     assert statuses == {401}
+
+
+@pytest.mark.parametrize("value", ["1" * 5000, "9" * 19, "0" * 30 + "5"])
+def test_query_integers_of_absurd_length(shared: Caller, value: str) -> None:
+    """``limit`` with thousands of digits is a 422 naming ``limit``, not a 500 from int()."""
+    response = shared("GET", "/profiles", params={"limit": value})
+    assert response.status_code in (200, 422), response.text
+    if response.status_code == 422:
+        assert error_of(response)["details"][0]["loc"] == ["query", "limit"]
