@@ -2,9 +2,10 @@
 per client address for failed authentications.
 
 A bucket that has refilled is the same as no bucket, so it is forgotten: memory follows the
-callers active within a refill time, not every session or address ever seen. Buckets are kept
-in least-recently-used order and swept from the front as new ones are made (O(1) amortised),
-and there are never more than ``capacity``.
+callers active within a refill time, not every session or address ever seen. Each new bucket
+looks at the two oldest-placed ones, dropping them if refilled and otherwise moving them to the
+back, so the whole map is swept while it at most doubles and taking a token does no extra work;
+there are never more than ``capacity``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from email.utils import formatdate
 from typing import Generic, TypeVar
 
 from ._tenants import RateLimit
-from ._untrusted import session_id
+from ._untrusted import SESSION_CHARS, session_id
 
 K = TypeVar("K")
 
@@ -33,7 +34,7 @@ class _Bucket:
 
 
 class _Buckets(Generic[K]):
-    """Token buckets by key, least recently used first, refilled ones forgotten."""
+    """Token buckets by key, refilled ones forgotten (see the module docstring)."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
@@ -47,7 +48,6 @@ class _Buckets(Generic[K]):
             self._sweep(now)
             bucket = buckets[key] = _Bucket(float(limit.burst), now, now)
             return bucket
-        buckets.move_to_end(key)
         rate = limit.per_minute / 60.0
         bucket.tokens = min(float(limit.burst), bucket.tokens + (now - bucket.updated) * rate)
         bucket.updated = now
@@ -63,11 +63,16 @@ class _Buckets(Generic[K]):
 
     def _sweep(self, now: float) -> None:
         buckets = self.map
-        while buckets:
-            oldest = next(iter(buckets.values()))
-            if len(buckets) < self.capacity and oldest.full_at > now:
-                return
+        while len(buckets) >= self.capacity:
             buckets.popitem(last=False)
+        for _ in range(2):
+            if not buckets:
+                return
+            key, oldest = next(iter(buckets.items()))
+            if oldest.full_at <= now:
+                del buckets[key]
+            else:
+                buckets.move_to_end(key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +126,9 @@ class RateLimiter:
     def take(self, credential: str, session: str | None, limit: RateLimit) -> Verdict:
         now = self._clock()
         rate = limit.per_minute / 60.0
-        bucket = self._buckets.get((credential, session_id(session)), now, limit)
+        if session is not None and len(session) > SESSION_CHARS:
+            session = session_id(session)
+        bucket = self._buckets.get((credential, session), now, limit)
         allowed = bucket.tokens >= 1.0
         if allowed:
             bucket.tokens -= 1.0

@@ -20,7 +20,7 @@ from starlette.types import ASGIApp
 
 from .._errors import code_for
 from .._ids import new_request_id
-from .._untrusted import JsonError, loads
+from .._untrusted import JsonError, loads, session_id
 from ._compliance import Thresholds, analyse
 from ._errors import FaultConfigError
 from ._journal import Filter
@@ -266,7 +266,10 @@ class Admin:
             outage_after=_int_param(request, "outage_after", 1, 1000) or 5,
         )
         report = analyse(
-            self.layer.journal, session=request.query_params.get("session"), thresholds=thresholds
+            self.layer.journal,
+            # Entries keep a long session bounded; so must the one they are compared with.
+            session=session_id(request.query_params.get("session")),
+            thresholds=thresholds,
         )
         return JSONResponse(report)
 

@@ -290,14 +290,19 @@ class _Waiter:
             self.event.set()
 
 
+_sizeof = sys.getsizeof
+
+
 def entry_bytes(entry: Entry) -> int:
     """About how much memory ``entry`` holds (measured estimate; shared strings counted too)."""
-    size = _ENTRY_BYTES + sys.getsizeof(entry.request_id) + sys.getsizeof(entry.path)
-    size += sys.getsizeof(entry.method) + sys.getsizeof(entry.query)
-    if entry.session is not None:
-        size += sys.getsizeof(entry.session)
-    if entry.idempotency_key is not None:
-        size += sys.getsizeof(entry.idempotency_key)
+    size = _ENTRY_BYTES + _sizeof(entry.request_id) + _sizeof(entry.path) + _sizeof(entry.method)
+    query, session, key = entry.query, entry.session, entry.idempotency_key
+    if query:
+        size += _sizeof(query)
+    if session is not None:
+        size += _sizeof(session)
+    if key is not None:
+        size += _sizeof(key)
     return size
 
 

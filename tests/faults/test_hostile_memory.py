@@ -166,6 +166,8 @@ def test_long_sessions_are_bounded_but_still_found(serve_faults: Callable[..., S
     listed = server.admin("GET", "/requests", params={"session": long}).json()
     assert listed["count"] == 2
     assert all(len(r["session"]) <= 256 for r in listed["requests"])
+    report = server.admin("GET", "/compliance", params={"session": long}).json()
+    assert report["requests"] == 2, report
     assert server.admin("DELETE", "/requests", params={"session": long}).json() == {"deleted": 2}
     assert server.admin("GET", "/requests/count").json() == {"count": 1}
 
