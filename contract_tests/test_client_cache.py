@@ -27,6 +27,7 @@ DIRECTIVES = st.sampled_from(
         "max-age=0",
         "no-store",
         "no-cache",
+        "no-cache, max-age=60",
         "max-age=5, must-revalidate",
         "max-age=60",
     ]
