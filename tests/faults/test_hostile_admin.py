@@ -97,3 +97,22 @@ def test_an_admin_crash_still_answers_with_the_error_body(serve_faults: Callable
     assert response.status_code == 500
     error = response.json()["error"]
     assert error["code"] == "internal_error" and "boom" not in error["message"]
+
+
+def test_wrong_admin_tokens_are_throttled(serve_faults: Callable[..., Served]) -> None:
+    """Wrong X-Admin-Token values count as failed authentications: past the burst, even the
+    right token waits (429, Retry-After, the error body); no token at all is not a guess."""
+    from mock_server import RateLimit
+    from mock_server._ratelimit import FailureLimiter
+
+    server = serve_faults(
+        admin_token="s3cret", auth_failures=FailureLimiter(RateLimit(per_minute=60, burst=2))
+    )
+    assert server.admin("GET", "/faults").status_code == 401
+    assert server.admin("GET", "/faults", headers={"X-Admin-Token": "s3cret"}).status_code == 200
+    for guess in ("a", "b"):
+        assert server.admin("GET", "/faults", headers={"X-Admin-Token": guess}).status_code == 401
+    refused = server.admin("GET", "/faults", headers={"X-Admin-Token": "s3cret"})
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == "1"
+    assert refused.json()["error"]["code"] == "rate_limited"
