@@ -170,7 +170,9 @@ def raise_fd_limit() -> None:
 def listen_socket(host: str, port: int) -> ListenSocket:
     """A socket bound to ``host:port`` (port 0: a free one); raises OSError if it cannot be."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = ListenSocket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP spelled out: asyncio sets TCP_NODELAY on accepted sockets only when the
+    # listening socket says TCP, and without it every keep-alive response waits ~40 ms (Nagle).
+    sock = ListenSocket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
