@@ -220,3 +220,15 @@ def test_out_of_file_descriptors_the_fake_stays_up_and_quiet(
 def test_a_bad_header_timeout_names_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--header-timeout", "0"]) == 2
     assert "--header-timeout: must be positive" in capsys.readouterr().err
+
+
+def test_the_listening_socket_is_tcp_so_asyncio_disables_nagle() -> None:
+    # asyncio sets TCP_NODELAY on accepted connections only for a socket whose proto is TCP; a
+    # socket made with proto 0 left every keep-alive response waiting ~40 ms for a delayed ACK.
+    from mock_server._server import listen_socket
+
+    sock = listen_socket("127.0.0.1", 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+    finally:
+        sock.close()
