@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -76,6 +77,18 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ORIGINS",
         help="let browser pages on these origins call the API: comma-separated, or *",
     )
+    serve.add_argument(
+        "--http",
+        choices=("auto", "httptools", "h11"),
+        default="auto",
+        help="HTTP parser: httptools (in C) or h11 (pure Python); auto: httptools when installed",
+    )
+    serve.add_argument(
+        "--loop",
+        choices=("auto", "uvloop", "asyncio"),
+        default="auto",
+        help="event loop: uvloop or the standard library's asyncio; auto: uvloop when installed",
+    )
     return parser
 
 
@@ -93,6 +106,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         raise ConfigError(f"--session-ttl: must be positive, got {args.session_ttl}")
     if not args.header_timeout > 0:
         raise ConfigError(f"--header-timeout: must be positive, got {args.header_timeout}")
+    for flag, choice, fallback in (("--http", args.http, "h11"), ("--loop", args.loop, "asyncio")):
+        if choice not in ("auto", fallback) and importlib.util.find_spec(choice) is None:
+            raise ConfigError(f"{flag}: {choice} is not installed (pip install {choice}); or use {fallback}")
     return ServerConfig(
         host=args.host,
         port=args.port,
@@ -113,6 +129,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         access_log=args.access_log,
         header_timeout=args.header_timeout,
         cors=args.cors,
+        http=args.http,
+        loop=args.loop,
     )
 
 

@@ -54,3 +54,9 @@ class ServerConfig:
     header_timeout: float = 60.0
     #: Origins allowed to call the API from a browser: comma-separated, or ``*``; None: no CORS.
     cors: str | None = None
+    #: The HTTP parser: ``httptools`` (in C), ``h11`` (pure Python), or ``auto``: httptools when
+    #: installed. Faults and connection limits behave the same on both.
+    http: Literal["auto", "httptools", "h11"] = "auto"
+    #: The event loop: ``uvloop``, ``asyncio`` (the standard library's), or ``auto``: uvloop when
+    #: installed.
+    loop: Literal["auto", "uvloop", "asyncio"] = "auto"

@@ -6,6 +6,7 @@ import asyncio
 import errno
 import logging
 import math
+import os
 import socket
 import threading
 import time
@@ -21,7 +22,9 @@ from ._api import Api
 from ._app import build
 from ._config import ServerConfig
 from ._faults._journal import redact_query
-from ._faults._transport import ConnectionLimits, protocol_with
+from ._faults._limits import ConnectionLimits
+from ._faults._protocols import protocol_with
+from .exceptions import ConfigError
 
 try:  # POSIX only; elsewhere the limit is left as it is
     import resource
@@ -49,9 +52,12 @@ def _uvicorn(app: object, config: ServerConfig) -> uvicorn.Config:
         host=config.host,
         port=config.port,
         lifespan="on",
-        # uvicorn's h11 protocol, letting the fault layer reach the socket for resets, and
-        # bounding each connection's header size and header time.
-        http=protocol_with(limits),
+        # uvicorn's httptools (or h11) protocol, letting the fault layer reach the socket for
+        # resets, and bounding each connection's header size and header time.
+        http=protocol_with(limits, http=config.http, on_connection=_watch_descriptors),
+        loop=_loop_choice(config.loop),
+        # The fake has no WebSocket routes: an Upgrade is answered as plain HTTP/1.1.
+        ws="none",
         access_log=config.access_log,
         log_level="warning",
         timeout_keep_alive=30,
@@ -66,6 +72,19 @@ def _uvicorn(app: object, config: ServerConfig) -> uvicorn.Config:
     if not any(isinstance(f, _RedactedAccessLog) for f in access.filters):
         access.addFilter(_RedactedAccessLog())
     return uconfig
+
+
+def _loop_choice(loop: str) -> str:
+    if loop not in ("auto", "uvloop", "asyncio"):
+        raise ConfigError(f"loop: must be one of auto, uvloop, asyncio, got {loop!r}")
+    if loop == "uvloop":
+        try:
+            import uvloop  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "loop: uvloop is not installed (pip install uvloop), or choose asyncio"
+            ) from None
+    return loop
 
 
 class _RedactedAccessLog(logging.Filter):
@@ -110,12 +129,19 @@ class ListenSocket(socket.socket):
 
 class _AcceptErrors:
     """The event loop's exception handler: a failed accept() is one line, not a traceback,
-    and one a second at most (with :class:`ListenSocket`, asyncio retries once a second)."""
+    and one a second at most (with :class:`ListenSocket`, asyncio retries once a second).
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    uvloop never reports a failed accept: libuv, out of descriptors, accepts and closes what
+    waits (its "EMFILE trick") and tells no one. There :meth:`note_connection` reports instead,
+    when a new connection takes the last descriptor the limit allows.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, *, watch: bool = False) -> None:
         self._clock = clock
         self._last = -math.inf
         self._quiet = 0
+        self._watch = watch
+        self._fd_limit = _soft_fd_limit()
 
     def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc = context.get("exception")
@@ -124,6 +150,17 @@ class _AcceptErrors:
         ):
             loop.default_exception_handler(context)
             return
+        self._report(exc.strerror or str(exc), "wait")
+
+    def note_connection(self, transport: asyncio.Transport) -> None:
+        if not self._watch or not self._fd_limit.isdigit():
+            return
+        sock = transport.get_extra_info("socket")
+        # Descriptors are numbered from 0, lowest free first: this one is the last there is.
+        if sock is not None and sock.fileno() >= int(self._fd_limit) - 1:
+            self._report(os.strerror(errno.EMFILE), "are closed at once")
+
+    def _report(self, strerror: str, new_ones: str) -> None:
         now = self._clock()
         if now - self._last < 1.0:
             self._quiet += 1
@@ -133,11 +170,19 @@ class _AcceptErrors:
         self._quiet = 0
         _log.error(
             "cannot accept new connections: %s (open files limit %s)%s; open connections are"
-            " still served, new ones wait until some close",
-            exc.strerror,
-            _soft_fd_limit(),
+            " still served, new ones %s until some close",
+            strerror,
+            self._fd_limit,
             more,
+            new_ones,
         )
+
+
+def _watch_descriptors(transport: asyncio.Transport) -> None:
+    """Each new connection, under an event loop that does not report failed accepts."""
+    handler = asyncio.get_running_loop().get_exception_handler()
+    if isinstance(handler, _AcceptErrors):
+        handler.note_connection(transport)
 
 
 def _soft_fd_limit() -> str:
@@ -190,7 +235,9 @@ class Server(uvicorn.Server):
         self._on_started = on_started
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        asyncio.get_running_loop().set_exception_handler(_AcceptErrors())
+        loop = asyncio.get_running_loop()
+        # asyncio's own loops report a failed accept() to the handler; uvloop's does not.
+        loop.set_exception_handler(_AcceptErrors(watch=not isinstance(loop, asyncio.BaseEventLoop)))
         await super().startup(sockets=sockets)
         if self.started and self._on_started is not None:
             self._on_started()
@@ -228,7 +275,10 @@ class ServerThread:
 
     def _run(self) -> None:
         try:
-            asyncio.run(self._server.serve(sockets=[self._sock] if self._sock else None))
+            # The loop the config names (uvloop by default), as ``serve`` runs: uvicorn installs
+            # no signal handlers outside the main thread, so any loop runs here.
+            with asyncio.Runner(loop_factory=self._server.config.get_loop_factory()) as runner:
+                runner.run(self._server.serve(sockets=[self._sock] if self._sock else None))
         except BaseException as exc:  # surfaced by start(); a thread has no one else to tell
             self._error = exc
 

@@ -7,13 +7,14 @@ The lead app wraps its API with :class:`FaultLayer` (the outermost ASGI app) and
 from ._compliance import Thresholds, analyse
 from ._engine import Decision, Engine
 from ._errors import FaultConfigError
+from ._h11 import FaultH11Protocol
 from ._journal import Entry, Filter, Journal
 from ._layer import FaultLayer
 from ._model import Fault, Latency, Match, RetryAfter, Rule, RuleSet, Window
 from ._parse import load_rules, parse_fault, parse_fault_header, parse_rule, parse_rules
 from ._presets import PRESETS, preset
+from ._protocols import UVICORN_HTTP
 from ._random import draws
-from ._transport import UVICORN_HTTP, FaultH11Protocol
 
 __all__ = [
     "PRESETS",

@@ -17,7 +17,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mock_server._faults import UVICORN_HTTP, FaultLayer, RuleSet, parse_rules
+from mock_server._faults import FaultLayer, RuleSet, parse_rules
+from mock_server._faults._protocols import protocol_class
+
+#: The two ways the fake runs: its default (httptools on uvloop) and the fallback where those C
+#: extensions are missing (h11 on asyncio). Socket-level tests run against both.
+STACKS = {"httptools": ("httptools", "uvloop"), "h11": ("h11", "asyncio")}
 
 BIG = {"items": [{"name": f"profile-{i:03d}", "vector": [0.125] * 8} for i in range(40)]}
 
@@ -88,16 +93,31 @@ class Served:
 
 
 def serve(
-    rules: RuleSet | dict[str, Any] | None = None, *, http: Any = UVICORN_HTTP, **layer_kwargs: Any
+    rules: RuleSet | dict[str, Any] | None = None,
+    *,
+    stack: str = "httptools",
+    http: Any = None,
+    **layer_kwargs: Any,
 ) -> Served:
-    """Start uvicorn serving ``FaultLayer(tiny_app())`` on 127.0.0.1, port 0."""
+    """Start uvicorn serving ``FaultLayer(tiny_app())`` on 127.0.0.1, port 0.
+
+    ``stack`` is a key of STACKS (the fake's protocol and loop); ``http`` overrides the protocol
+    (uvicorn's own ``"h11"`` or ``"httptools"``, for instance)."""
     if isinstance(rules, dict):
         rules = parse_rules(rules)
     resets: list[str | None] = []
     layer_kwargs.setdefault("tenant_of", tenant_of)
     layer = FaultLayer(tiny_app(), rules=rules, on_reset=resets.append, **layer_kwargs)
+    parser, loop = STACKS[stack]
     config = uvicorn.Config(
-        layer, host="127.0.0.1", port=0, lifespan="off", http=http, log_level="warning", timeout_keep_alive=5
+        layer,
+        host="127.0.0.1",
+        port=0,
+        lifespan="off",
+        http=http or protocol_class(parser),
+        loop=loop,
+        log_level="warning",
+        timeout_keep_alive=5,
     )
     server = uvicorn.Server(config)
     loops: list[asyncio.AbstractEventLoop] = []
@@ -106,7 +126,11 @@ def serve(
         loops.append(asyncio.get_running_loop())
         await server.serve()
 
-    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    def run() -> None:
+        with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+            runner.run(main())
+
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started:

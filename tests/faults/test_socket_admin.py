@@ -10,6 +10,8 @@ import requests
 
 from mock_server._faults import FaultLayer
 
+from .conftest import STACKS
+
 pytestmark = pytest.mark.socket
 
 START = {
@@ -344,9 +346,13 @@ def test_admin_is_loopback_only_without_a_token(host, status):
         assert b'"forbidden"' in body
 
 
-def test_server_shutdown_releases_held_requests(serve_faults):
-    """Stopping the server ends a request held by a long delay instead of waiting it out."""
-    server = serve_faults({"rules": [{"id": "slow", "fault": {"type": "latency", "fixed_ms": 60_000}}]})
+@pytest.mark.parametrize("stack", sorted(STACKS))
+def test_server_shutdown_releases_held_requests(serve_faults, stack):
+    """Stopping the server ends a request held by a long delay instead of waiting it out (the
+    protocol calls the layer's release), on both HTTP stacks."""
+    server = serve_faults(
+        {"rules": [{"id": "slow", "fault": {"type": "latency", "fixed_ms": 60_000}}]}, stack=stack
+    )
     statuses: list[int] = []
     thread = threading.Thread(
         target=lambda: statuses.append(requests.get(server.url + "/hello", timeout=30).status_code)

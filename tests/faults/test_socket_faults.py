@@ -1,4 +1,5 @@
-"""Each fault type as real clients (requests, urllib3, http.client) see it over loopback."""
+"""Each fault type as real clients (requests, urllib3, http.client) see it over loopback, on both
+of the fake's HTTP stacks (httptools on uvloop, and the h11-on-asyncio fallback)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ import requests
 import urllib3
 
 from mock_server._faults import UVICORN_HTTP
+from mock_server._faults._protocols import protocol_class
+
+from .conftest import STACKS, serve
 
 pytestmark = pytest.mark.socket
 
@@ -40,11 +44,9 @@ RULES = {
 }
 
 
-@pytest.fixture(scope="module")
-def server():
-    from .conftest import serve
-
-    served = serve(RULES, allow_fault_header=True)
+@pytest.fixture(scope="module", params=sorted(STACKS))
+def server(request):
+    served = serve(RULES, stack=request.param, allow_fault_header=True)
     yield served
     served.stop()
 
@@ -317,40 +319,72 @@ def test_request_id_is_echoed_or_made(server):
     assert len(made) == 3 and all(len(rid) == 24 and int(rid, 16) >= 0 for rid in made)
 
 
-def test_reset_under_the_stock_h11_protocol(serve_faults):
-    """Without UVICORN_HTTP, the layer still finds the transport through uvicorn's send."""
-    plain = serve_faults({"rules": [{"id": "r", "fault": {"type": "reset"}}]}, http="h11")
-    assert UVICORN_HTTP is not None
+@pytest.mark.parametrize("stack", sorted(STACKS))
+def test_reset_under_uvicorns_stock_protocol(serve_faults, stack):
+    """Under uvicorn's own protocol (not the fake's), the layer still finds the transport
+    through uvicorn's send, on asyncio's loop and on uvloop's alike."""
+    plain = serve_faults({"rules": [{"id": "r", "fault": {"type": "reset"}}]}, stack=stack, http=stack)
     with pytest.raises(requests.ConnectionError) as info:
         requests.get(plain.url + "/hello", timeout=5)
     assert "reset" in str(info.value).lower()
 
 
-def test_uvicorn_http_puts_the_transport_in_the_scope():
-    """UVICORN_HTTP hands each request's transport to the app under scope["extensions"]."""
+def test_uvicorn_http_is_httptools_when_installed():
+    """The default protocol is the fast one; h11 is the fallback."""
+    assert UVICORN_HTTP is protocol_class("httptools")
+    assert protocol_class("h11") is not protocol_class("httptools")
+
+
+def test_without_httptools_auto_falls_back_to_h11(monkeypatch):
+    from mock_server._faults import FaultH11Protocol, _protocols
+    from mock_server.exceptions import ConfigError
+
+    monkeypatch.setattr(_protocols, "FaultHttpToolsProtocol", None)
+    assert protocol_class("auto") is FaultH11Protocol
+    with pytest.raises(ConfigError, match="^http: httptools is not installed"):
+        protocol_class("httptools")
+    with pytest.raises(ConfigError, match="^http: must be one of"):
+        protocol_class("h2")
+
+
+@pytest.mark.parametrize("stack", sorted(STACKS))
+def test_the_protocol_puts_the_transport_in_the_scope(stack):
+    """Each of the fake's protocols hands each request's transport to the app under
+    scope["extensions"], the same dict for every request of a connection."""
     import asyncio
     import time
 
     import uvicorn
 
-    seen: list[object] = []
+    seen: list[dict[str, object]] = []
 
     async def app(scope, receive, send):
-        seen.append(scope["extensions"]["mock_server.transport"]["transport"])
+        seen.append(scope["extensions"]["mock_server.transport"])
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    server = uvicorn.Server(
-        uvicorn.Config(app, port=0, lifespan="off", http=UVICORN_HTTP, log_level="warning")
+    parser, loop = STACKS[stack]
+    config = uvicorn.Config(
+        app, port=0, lifespan="off", http=protocol_class(parser), loop=loop, log_level="warning"
     )
-    thread = threading.Thread(target=asyncio.run, args=(server.serve(),), daemon=True)
+    server = uvicorn.Server(config)
+
+    def run():
+        with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+            runner.run(server.serve())
+
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     while not server.started:
         time.sleep(0.005)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        assert requests.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 204
+        with requests.Session() as session:
+            for _ in range(2):
+                assert session.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 204
     finally:
         server.should_exit = True
         thread.join(5)
-    assert isinstance(seen[0], asyncio.Transport)
+    assert seen[0] is seen[1]
+    transport = seen[0]["transport"]
+    assert callable(transport.abort) and transport.get_extra_info("socket") is not None

@@ -17,7 +17,8 @@ import pytest
 import requests
 
 from mock_server import ServerConfig
-from mock_server._cli import banner, main, url_of
+from mock_server._cli import _parser, banner, config_from_args, main, url_of
+from mock_server.exceptions import ConfigError
 
 pytestmark = pytest.mark.socket
 
@@ -179,14 +180,17 @@ def _get(sock: socket.socket) -> bytes:
     return raw
 
 
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
 def test_out_of_file_descriptors_the_fake_stays_up_and_quiet(
-    serve: Callable[..., Serve], tmp_path: Path
+    serve: Callable[..., Serve], tmp_path: Path, loop: str
 ) -> None:
     """More connections than descriptors: at most a line a second on stderr, open connections
-    still answered, and new ones accepted again once the crowd leaves."""
+    still answered, and new ones accepted again once the crowd leaves. asyncio's loop reports each
+    failed accept (a storm, without ListenSocket); uvloop's reports none (libuv closes what it
+    cannot accept), so the fake notices the last descriptor going instead."""
     err_path = tmp_path / "stderr.txt"
     with err_path.open("w") as err_file:
-        server = serve(preexec_fn=_limit_fds(64, 64), stderr=err_file)
+        server = serve("--loop", loop, preexec_fn=_limit_fds(64, 64), stderr=err_file)
     host, port = server.url.removeprefix("http://").rsplit(":", 1)
     keep = socket.create_connection((host, int(port)), timeout=5)
     crowd: list[socket.socket] = []
@@ -215,6 +219,37 @@ def test_out_of_file_descriptors_the_fake_stays_up_and_quiet(
     keep.close()
     code, _, _ = server.interrupt()
     assert code == 0
+
+
+_UPGRADE_WITH_BODY = (
+    b"POST /health HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
+    b"Content-Length: 5\r\n\r\nhello"
+)
+
+
+@pytest.mark.parametrize(("http", "status"), [("h11", b"405"), ("httptools", b"400")])
+def test_http_chooses_the_parser(serve: Callable[..., Serve], http: str, status: bytes) -> None:
+    """The two parsers differ on one request (an Upgrade with a body: httptools cannot read the
+    body, so the fake refuses it), which shows which one serves."""
+    server = serve("--http", http, "--loop", "asyncio")
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(_UPGRADE_WITH_BODY)
+        assert sock.recv(65536).split(b" ")[1] == status
+
+
+@pytest.mark.parametrize(("flag", "module"), [("--http", "httptools"), ("--loop", "uvloop")])
+def test_a_missing_fast_parser_or_loop_names_the_flag(
+    monkeypatch: pytest.MonkeyPatch, flag: str, module: str
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == module else real(name))
+    args = _parser().parse_args(["serve", flag, module])
+    with pytest.raises(ConfigError, match=f"{flag}: {module} is not installed"):
+        config_from_args(args)
+    config_from_args(_parser().parse_args(["serve", flag, "auto"]))  # auto falls back
 
 
 def test_a_bad_header_timeout_names_the_flag(capsys: pytest.CaptureFixture[str]) -> None:

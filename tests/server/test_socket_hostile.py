@@ -1,7 +1,8 @@
 """Hostile clients over a raw socket: oversized headers, ambiguous framing, slow headers.
 
 Each refusal is the contract's error body, and the connection is closed after it, so nothing a
-client queued behind a refused request is ever served.
+client queued behind a refused request is ever served. Every test runs against both HTTP stacks
+the fake has: httptools on uvloop (the default) and h11 on asyncio (the fallback).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -20,17 +21,25 @@ from mock_server.exceptions import ConfigError
 pytestmark = pytest.mark.socket
 
 
+STACKS = {"httptools": {"http": "httptools", "loop": "uvloop"}, "h11": {"http": "h11", "loop": "asyncio"}}
+
+
+@pytest.fixture(scope="module", params=sorted(STACKS))
+def stack(request: pytest.FixtureRequest) -> dict[str, Any]:
+    return dict(STACKS[request.param])
+
+
 @pytest.fixture(scope="module")
-def server() -> Iterator[ServerThread]:
+def server(stack: dict[str, Any]) -> Iterator[ServerThread]:
     """One fake with the default limits for the module: these tests leave no state behind."""
-    with ServerThread(ServerConfig(db=":memory:")) as served:
+    with ServerThread(ServerConfig(db=":memory:", **stack)) as served:
         yield served
 
 
 @pytest.fixture(scope="module")
-def quick() -> Iterator[ServerThread]:
+def quick(stack: dict[str, Any]) -> Iterator[ServerThread]:
     """A fake whose header timeout is half a second."""
-    with ServerThread(ServerConfig(db=":memory:", header_timeout=0.5)) as served:
+    with ServerThread(ServerConfig(db=":memory:", header_timeout=0.5, **stack)) as served:
         yield served
 
 
@@ -148,12 +157,29 @@ def test_headers_within_the_limits_are_served(server: ServerThread) -> None:
     assert closed and [r[0] for r in responses(raw)] == [200]
 
 
-@pytest.mark.mock_server(max_header_bytes=4096, max_header_line_bytes=1024)
-def test_the_header_limits_are_configurable(mock_server: ServerThread) -> None:
-    refused(*exchange(mock_server, get_with(b"X-H: " + b"f" * 1100)), 431)
-    refused(*exchange(mock_server, get_with(*[b"X-H%d: " % i + b"f" * 900 for i in range(5)])), 431)
-    raw, _ = exchange(mock_server, get_with(b"Connection: close", b"X-H: " + b"f" * 900))
+def test_the_header_limits_are_configurable(
+    mock_server_factory: Callable[..., ServerThread], stack: dict[str, Any]
+) -> None:
+    small = mock_server_factory(max_header_bytes=4096, max_header_line_bytes=1024, **stack)
+    refused(*exchange(small, get_with(b"X-H: " + b"f" * 1100)), 431)
+    refused(*exchange(small, get_with(*[b"X-H%d: " % i + b"f" * 900 for i in range(5)])), 431)
+    raw, _ = exchange(small, get_with(b"Connection: close", b"X-H: " + b"f" * 900))
     assert [r[0] for r in responses(raw)] == [200]
+
+
+def test_a_pipelined_head_after_a_large_body_is_counted_from_its_own_start(server: ServerThread) -> None:
+    """A 40 KB body then half of the next head in one write, the rest later: the second head is
+    not charged for the first request's body (no 431); both are answered."""
+    body = b"x" * 40_000
+    first = b"POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    with connect(server) as sock:
+        sock.settimeout(5)
+        sock.sendall(first + GET[:20])
+        time.sleep(0.1)
+        sock.sendall(GET[20:].replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+        raw, closed = read_all(sock)
+    statuses = [status for status, _, _ in responses(raw)]
+    assert closed and len(statuses) == 2 and 431 not in statuses, raw[:300]
 
 
 # -- request smuggling (RFC 9112 section 6.3) ----------------------------------------------
@@ -232,6 +258,44 @@ def test_an_idle_keep_alive_connection_outlives_the_header_timeout(quick: Server
         raw, closed = read_all(sock)
         assert closed and time.monotonic() - t0 < 2
     refused(raw, closed, 408)
+
+
+def test_a_connection_sending_only_blank_lines_is_closed_at_the_header_timeout(quick: ServerThread) -> None:
+    """Blank lines before a request are allowed (RFC 9112 section 2.2) but begin no request: they
+    do not keep a connection open past the header timeout."""
+    with connect(quick) as sock:
+        t0 = time.monotonic()
+        try:
+            for _ in range(30):
+                sock.sendall(b"\r\n")
+                time.sleep(0.1)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        sock.settimeout(2)
+        raw, closed = read_all(sock)
+        waited = time.monotonic() - t0
+    assert closed and waited < 3.5, f"still open after {waited:.1f} s"
+
+
+def test_an_upgrade_request_is_answered_as_http_1_1_and_the_connection_goes_on(server: ServerThread) -> None:
+    """The fake speaks HTTP/1.1 only: `curl --http2` on http:// asks to switch to h2c, and gets
+    its answer in HTTP/1.1 (RFC 9110 section 7.8); the next request on the connection is served."""
+    upgrade = b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+    upgrade += b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n"
+    raw, closed = exchange(server, upgrade + get_with(b"Connection: close"))
+    assert closed and [status for status, _, _ in responses(raw)] == [200, 200], raw[:300]
+
+
+def test_an_upgrade_request_with_a_body(server: ServerThread, stack: dict[str, Any]) -> None:
+    """h11 reads the body and answers; httptools would take the body for the new protocol's bytes,
+    so that request is refused with the error body instead of being misread."""
+    request = b"POST /health HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
+    request += b"Content-Length: 5\r\n\r\nhello" + get_with(b"Connection: close")
+    raw, closed = exchange(server, request)
+    if stack["http"] == "httptools":
+        assert "Upgrade" in refused(raw, closed, 400)["message"]
+    else:
+        assert closed and [status for status, _, _ in responses(raw)] == [405, 200], raw[:300]
 
 
 def test_refusals_are_not_logged_one_line_each(
