@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -193,7 +194,7 @@ def _first_failure(junit: Path, output: str) -> str:
 def run_suite(scratch: Path, tests: str, timeout: float) -> SuiteRun:
     junit = scratch / "junit.xml"
     junit.unlink(missing_ok=True)
-    command = [sys.executable, "-m", "pytest", tests, "-x", "-q", "--junitxml", str(junit)]
+    command = [sys.executable, "-m", "pytest", *shlex.split(tests), "-x", "-q", "--junitxml", str(junit)]
     started = time.monotonic()
     # A process group of its own, so a hung run is stopped with everything it started (st, servers).
     process = subprocess.Popen(
@@ -215,6 +216,11 @@ def run_suite(scratch: Path, tests: str, timeout: float) -> SuiteRun:
     (scratch / "last-run.txt").write_text(output)
     if process.returncode == 0:
         return SuiteRun(True, "", seconds, False)
+    if process.returncode != 1:
+        # 2: interrupted (a collection error), 3: internal error, 4: usage, 5: nothing collected.
+        # None of them is a test catching the bug.
+        tail = "\n".join(output.strip().splitlines()[-15:])
+        raise RunError(f"pytest exited {process.returncode}, not a test failure:\n{tail}")
     return SuiteRun(False, _first_failure(junit, output), seconds, False)
 
 
