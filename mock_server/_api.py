@@ -52,6 +52,7 @@ from ._inputs import (
 )
 from ._openapi import DATE_RANGE_PATTERN, IDEMPOTENCY_PATTERN, openapi_document
 from ._ratelimit import FailureLimiter, RateLimiter
+from ._request import Endpoint
 from ._store import IdempotencyRecord, Profile, Store
 from ._tenants import TenantDirectory
 from ._traffic import TIMEFRAMES, Traffic, day_of
@@ -157,7 +158,8 @@ class Api:
         }
         # One route per path, so a wrong method is 405 with every allowed method in Allow.
         routes = [
-            Route(path, _by_method(handlers), methods=list(handlers)) for path, handlers in table.items()
+            Route(path, Endpoint(_by_method(handlers)), methods=list(handlers))
+            for path, handlers in table.items()
         ]
         return Starlette(
             routes=routes,

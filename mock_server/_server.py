@@ -58,6 +58,9 @@ def _uvicorn(app: object, config: ServerConfig) -> uvicorn.Config:
         loop=_loop_choice(config.loop),
         # The fake has no WebSocket routes: an Upgrade is answered as plain HTTP/1.1.
         ws="none",
+        # Clients reach the fake directly: X-Forwarded-For from a loopback client (which uvicorn
+        # trusts by default) would let it pick the address its failed logins are counted under.
+        proxy_headers=False,
         access_log=config.access_log,
         log_level="warning",
         timeout_keep_alive=30,

@@ -14,7 +14,8 @@ being awaited, and where one is refused). Here are the parts that must not diffe
   refused request is ever served. Refusals happen below the ASGI app: they are not in the journal
   and take no rate-limit tokens;
 - a quiet log: uvicorn logs a line for each request it cannot parse or cannot upgrade; here each
-  is answered instead, and a client sending many must not fill the log.
+  is answered instead, and a client sending many must not fill the log;
+- one send() per response (:class:`CoalescingTransport`) where uvicorn makes two.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from uvicorn.server import ServerState
 
@@ -58,11 +59,81 @@ def quiet_log(uvicorns: logging.Logger) -> logging.Logger:
     return _log
 
 
+class CoalescingTransport:
+    """The connection's transport, joining the writes of one turn of the event loop into one.
+
+    uvicorn writes a response's head, then its body: two send() system calls, which on loopback
+    cost more than anything else a small request does. Here a write is held until the loop's
+    next turn, and whatever else is written meanwhile (the body) goes out with it. Nothing waits
+    longer than that turn: a trickled body still leaves piece by piece. ``close`` sends what is
+    held first (a truncated body must reach the client before the FIN); ``abort`` drops it, as
+    a reset does.
+    """
+
+    __slots__ = ("transport", "_loop", "_held")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self.transport = transport
+        self._loop = loop
+        self._held: list[bytes] | None = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        held = self._held
+        if held is None:
+            self._held = [bytes(data)]
+            self._loop.call_soon(self.flush)
+        else:
+            held.append(bytes(data))
+
+    def writelines(self, lines: Any) -> None:
+        for data in lines:
+            self.write(data)
+
+    def flush(self) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            if not self.transport.is_closing():
+                self.transport.write(held[0] if len(held) == 1 else b"".join(held))
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def abort(self) -> None:
+        self._held = None
+        self.transport.abort()
+
+    def write_eof(self) -> None:
+        self.flush()
+        self.transport.write_eof()
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.transport.get_extra_info(name, default)
+
+    def pause_reading(self) -> None:
+        self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self.transport.resume_reading()
+
+    def get_write_buffer_size(self) -> int:
+        held = self._held
+        return self.transport.get_write_buffer_size() + (sum(map(len, held)) if held else 0)
+
+    def __getattr__(self, name: str) -> Any:  # the rest of the Transport interface
+        return getattr(self.transport, name)
+
+
 class GuardedProtocol:
     """The transport extension, the header timeout and refusals, for a uvicorn HTTP protocol.
 
-    A subclass calls :meth:`_guard_init` from ``__init__``, :meth:`_guard_connection` from
-    ``connection_made``, :meth:`_cancel_header_timer` from ``connection_lost``,
+    A subclass calls :meth:`_guard_init` from ``__init__``, :meth:`_guard_connection` and
+    :meth:`_guard_started` from ``connection_made``, :meth:`_cancel_header_timer` from
+    ``connection_lost``,
     :meth:`_release_held` from ``shutdown``, and answers :meth:`_awaiting_head`.
     """
 
@@ -83,11 +154,17 @@ class GuardedProtocol:
         # Whether any byte of the request head being awaited has arrived.
         self._head_begun = False
 
-    def _guard_connection(self, transport: asyncio.Transport) -> None:
-        self.fault_extension["transport"] = transport
+    def _guard_connection(self, transport: asyncio.Transport) -> asyncio.Transport:
+        """Call first in ``connection_made``; give uvicorn the transport it returns."""
         hook = type(self).on_connection
         if hook is not None:
             hook(transport)
+        coalescing = cast(asyncio.Transport, CoalescingTransport(transport, self.loop))
+        self.fault_extension["transport"] = coalescing
+        return coalescing
+
+    def _guard_started(self) -> None:
+        """Call last in ``connection_made``."""
         # A connection that never sends is closed once the header timeout passes.
         self._arm_header_timer()
 

@@ -62,7 +62,7 @@ class FaultH11Protocol(GuardedProtocol, H11Protocol):
         self._guard_init()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(self._guard_connection(transport))
         app = self.app
         extension = self.fault_extension
 
@@ -76,7 +76,7 @@ class FaultH11Protocol(GuardedProtocol, H11Protocol):
             await app(scope, receive, send)
 
         self.app = app_with_transport
-        self._guard_connection(transport)
+        self._guard_started()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()

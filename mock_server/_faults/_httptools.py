@@ -47,8 +47,8 @@ class FaultHttpToolsProtocol(GuardedProtocol, HttpToolsProtocol):
         self._refusal: Refusal | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._guard_connection(transport)
+        super().connection_made(self._guard_connection(transport))
+        self._guard_started()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()

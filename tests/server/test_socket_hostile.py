@@ -14,8 +14,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import requests
 
 from mock_server import ServerConfig, ServerThread
+from mock_server._tenants import RateLimit
 from mock_server.exceptions import ConfigError
 
 pytestmark = pytest.mark.socket
@@ -305,6 +307,23 @@ def test_refusals_are_not_logged_one_line_each(
     for _ in range(5):
         refused(*exchange(server, get_with(b"Content-Length: 1\r\nTransfer-Encoding: chunked")), 400)
     assert "Invalid HTTP request" not in capfd.readouterr().err
+
+
+def test_x_forwarded_for_does_not_choose_the_address_failed_logins_count_under(
+    mock_server_factory: Callable[..., ServerThread],
+) -> None:
+    """A loopback client naming a new address in each X-Forwarded-For is still one address to the
+    failed-authentication throttle (uvicorn trusts that header from loopback unless told not to)."""
+    server = mock_server_factory(auth_failure_limit=RateLimit(per_minute=60, burst=3))
+    statuses = [
+        requests.get(
+            server.url + "/profiles",
+            headers={"X-API-Key": "wrong", "X-Forwarded-For": f"10.0.0.{i}"},
+            timeout=5,
+        ).status_code
+        for i in range(5)
+    ]
+    assert statuses == [401, 401, 401, 429, 429]
 
 
 @pytest.mark.parametrize(
