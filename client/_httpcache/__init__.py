@@ -77,6 +77,7 @@ Thread-safe: every method is short and non-blocking, so one cache serves threads
 from __future__ import annotations
 
 from ._cache import HttpCache
+from ._headers import credential_digest, parse_cache_control, secret_free_url
 from ._model import (
     Action,
     CacheStatus,
@@ -101,4 +102,7 @@ __all__ = [
     "Outcome",
     "ServedResponse",
     "StoredResponse",
+    "credential_digest",
+    "parse_cache_control",
+    "secret_free_url",
 ]
