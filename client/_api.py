@@ -39,6 +39,7 @@ M = TypeVar("M", bound=BaseModel)
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 BATCH_LIMIT = 50
+_KEYED = frozenset({"POST", "PATCH"})
 
 
 class ResonanceClient:
@@ -92,7 +93,13 @@ class ResonanceClient:
         json: Any = None,
         headers: Mapping[str, str] | None = None,
     ) -> requests.Response:
-        """Send one call; an error status raises its :class:`HttpError` subclass."""
+        """Send one call; an error status raises its :class:`HttpError` subclass.
+
+        A POST or PATCH without an ``Idempotency-Key`` gets one: the API honours keys, so the
+        typed client opts in to retrying them (the generic layer does not, by default).
+        """
+        if method.upper() in _KEYED and not any(k.lower() == "idempotency-key" for k in headers or {}):
+            headers = {**(headers or {}), "Idempotency-Key": str(uuid.uuid4())}
         response = self.session.request(
             method, self.base_url + path, params=params, json=json, headers=headers
         )

@@ -1,10 +1,16 @@
 """Credentials: API key, bearer token, basic, OAuth2 client credentials, HMAC request signing.
 
-Each is a ``requests`` auth object (usable with a plain ``Session`` too) with two additions the
-resilient layer relies on: ``reapply`` (what must change on every later attempt of a call: a
-signature carries a timestamp and the server refuses replays; a token may have been refreshed)
-and ``identity`` (a digest naming the credential, for
-cache keys, never the secret itself). Every secret is registered for redaction.
+Sans-IO: an auth object changes a request (headers, or the URL for a key in the query) and never
+sends anything itself. What must change on every later attempt of a call is ``reapply`` (a
+signature carries a timestamp and the server refuses replays; a token may have been refreshed);
+``identity`` is a digest naming the credential, for cache keys, never the secret itself. Every
+secret is registered for redaction.
+
+The engine runs :meth:`Auth.flow` (as httpx runs ``auth_flow``): a generator that may yield a
+request of its own (OAuth2's token request) for the driver to send, and gets the answer back.
+Each object is also a plain callable taking a ``requests.PreparedRequest`` (so it works as
+``auth=`` on a plain ``requests.Session``), and anything else with ``method``, ``url``,
+``headers`` and ``body``.
 """
 
 from __future__ import annotations
@@ -12,43 +18,77 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import threading
 from collections import OrderedDict
+from collections.abc import Generator
 from typing import Any
-
-import requests
-from requests.auth import AuthBase
+from urllib.parse import urlencode
 
 from ._cache import credential_digest
 from ._clock import Clock, monotonic, wall
-from ._exceptions import RequestInvalid, ResponseInvalid, Unauthorized, map_exception
+from ._errors import ApiError, RequestInvalid, ResponseInvalid, Unauthorized
+from ._http import Received, Request
 from ._redaction import register_secret
 
-__all__ = ["ApiKeyAuth", "Auth", "BasicAuth", "BearerAuth", "HmacAuth", "OAuth2ClientCredentials"]
+__all__ = ["ApiKeyAuth", "Auth", "AuthFlow", "BasicAuth", "BearerAuth", "HmacAuth", "OAuth2ClientCredentials"]
+
+#: What :meth:`Auth.flow` yields (a request to send for the credential's sake) and is sent back.
+AuthFlow = Generator[Request, Received, None]
 
 
-class Auth(AuthBase):
+def _sent_headers(sent: Any) -> Any:
+    """The headers of the request that was sent: ``sent`` is that request, or a response
+    carrying it as ``.request`` (as ``requests`` and ``httpx`` responses do)."""
+    request = getattr(sent, "request", None)
+    return getattr(request if request is not None else sent, "headers", None) or {}
+
+
+class Auth:
     """Base class of the client's credentials."""
 
     identity: str = ""
 
-    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+    def __call__(self, r: Any) -> Any:
         self.apply(r)
         return r
 
-    def apply(self, r: requests.PreparedRequest) -> None:
+    def apply(self, r: Any) -> None:
         """Add the credential to ``r``."""
         raise NotImplementedError
 
-    def reapply(self, r: requests.PreparedRequest) -> None:
+    def reapply(self, r: Any) -> None:
         """Refresh what must change between attempts of one call (after :meth:`apply`)."""
 
-    def on_unauthorized(self, response: requests.Response) -> bool:
-        """React to a 401; ``True`` when fresh credentials make one immediate resend worthwhile."""
+    def flow(self, r: Request, *, again: bool = False) -> AuthFlow:
+        """Apply (``again``: reapply) the credential, first sending what it needs (a token)."""
+        if again:
+            self.reapply(r)
+        else:
+            self.apply(r)
+        return
+        yield  # a generator that sends nothing
+
+    def on_unauthorized(self, sent: Any) -> bool:
+        """React to a 401 (``sent``: the request sent, or the response carrying it); ``True``
+        when fresh credentials make one immediate resend worthwhile."""
         return False
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(identity={self.identity[:8]!r})"
+
+
+def _add_query(r: Any, name: str, value: str) -> None:
+    prepare_url = getattr(r, "prepare_url", None)
+    if prepare_url is not None:  # a requests.PreparedRequest: let it encode as it always does
+        prepare_url(r.url, {name: value})
+        return
+    url = str(r.url)
+    base, hash_sign, fragment = url.partition("#")
+    sep = "&" if "?" in base else "?"
+    if base.endswith(("?", "&")):
+        sep = ""
+    r.url = base + sep + urlencode({name: value}) + hash_sign + fragment
 
 
 class ApiKeyAuth(Auth):
@@ -63,9 +103,9 @@ class ApiKeyAuth(Auth):
         self.query_param = query_param
         self.identity = credential_digest("api-key", key)
 
-    def apply(self, r: requests.PreparedRequest) -> None:
+    def apply(self, r: Any) -> None:
         if self.query_param:
-            r.prepare_url(r.url, {self.query_param: self._key})
+            _add_query(r, self.query_param, self._key)
         else:
             r.headers[self.header] = self._key
 
@@ -80,7 +120,7 @@ class BearerAuth(Auth):
         self._value = f"Bearer {token}"
         self.identity = credential_digest("bearer", token)
 
-    def apply(self, r: requests.PreparedRequest) -> None:
+    def apply(self, r: Any) -> None:
         r.headers["Authorization"] = self._value
 
 
@@ -94,7 +134,7 @@ class BasicAuth(Auth):
         self._value = f"Basic {token}"
         self.identity = credential_digest("basic", username, password)
 
-    def apply(self, r: requests.PreparedRequest) -> None:
+    def apply(self, r: Any) -> None:
         r.headers["Authorization"] = self._value
 
 
@@ -103,9 +143,16 @@ class OAuth2ClientCredentials(Auth):
 
     The token is fetched from ``token_url`` (default: ``/oauth/token`` on the request's origin),
     ``skew`` seconds (default 30, at most half the lifetime) before it expires a new one is
-    fetched. Concurrent callers share one fetch: the others wait on a condition, and no lock is
-    held during the fetch itself. After a 401, the token is dropped and the call resent once.
+    fetched. Concurrent callers share one fetch: the others wait (a short sleep at a time) and no
+    lock is held during the fetch itself. After a 401, the token is dropped and the call resent
+    once. Inside a resilient driver the token request goes through that driver's transport (so
+    the async client fetches it without blocking); :meth:`token` fetches it synchronously with
+    ``session`` (a ``requests.Session``, created when needed).
     """
+
+    #: How long a caller waits for another caller's fetch before fetching itself.
+    WAIT_STEP = 0.01
+    WAIT_STEPS = 1000
 
     def __init__(
         self,
@@ -116,7 +163,7 @@ class OAuth2ClientCredentials(Auth):
         scope: str | None = None,
         skew: float = 30.0,
         timeout: tuple[float, float] = (3.05, 10.0),
-        session: requests.Session | None = None,
+        session: Any = None,
         clock: Clock = monotonic,
     ) -> None:
         register_secret(client_secret)
@@ -126,48 +173,137 @@ class OAuth2ClientCredentials(Auth):
         self.scope = scope
         self.skew = skew
         self.timeout = timeout
-        self._session = session
+        self.session = session
         self._clock = clock
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._token: str | None = None
         self._expires_at = 0.0
         self._refreshing = False
         self.fetches = 0
         self.identity = credential_digest("oauth2", client_id, client_secret)
 
-    def apply(self, r: requests.PreparedRequest) -> None:
-        r.headers["Authorization"] = "Bearer " + self.token(r.url)
+    # -- sans-IO -------------------------------------------------------------------------------
+    def flow(self, r: Request, *, again: bool = False) -> AuthFlow:
+        token = yield from self.token_flow(r.url)
+        r.headers["Authorization"] = "Bearer " + token
 
-    def reapply(self, r: requests.PreparedRequest) -> None:
-        self.apply(r)
-
-    def token(self, request_url: str | None = None) -> str:
-        """A valid access token, fetching one when there is none or it is about to expire."""
-        with self._cond:
-            while True:
+    def token_flow(self, request_url: str | None = None) -> Generator[Request, Received, str]:
+        """A valid access token, fetching one (yielding the token request) when there is none
+        or it is about to expire. Yields ``Request(method="WAIT")`` to ask for a short pause
+        while another caller fetches."""
+        for _ in range(self.WAIT_STEPS):
+            with self._lock:
                 if self._token is not None and self._clock() < self._expires_at:
                     return self._token
                 if not self._refreshing:
                     self._refreshing = True
                     break
-                self._cond.wait(timeout=1.0)
+            yield Request("WAIT", "")
+        else:
+            with self._lock:
+                self._refreshing = True
         token: str | None = None
+        lifetime = 0.0
         try:
-            token, lifetime = self._fetch(request_url)
+            received = yield self.token_request(request_url)
+            token, lifetime = self.accept_token(received)
         finally:
-            with self._cond:
+            with self._lock:
                 if token is not None:
                     self._token = token
                     skew = min(self.skew, lifetime / 2)
                     self._expires_at = self._clock() + lifetime - skew
                 self._refreshing = False
-                self._cond.notify_all()
         return token
 
-    def on_unauthorized(self, response: requests.Response) -> bool:
-        sent = response.request.headers.get("Authorization", "") if response.request is not None else ""
-        with self._cond:
-            if self._token is not None and sent == f"Bearer {self._token}":
+    def token_request(self, request_url: str | None = None) -> Request:
+        """The form POST that asks for a token."""
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": self.client_id,
+            "client_secret": self._secret,
+        }
+        if self.scope:
+            form["scope"] = self.scope
+        request = Request("POST", self._url(request_url), body=urlencode(form).encode())
+        request.headers["Content-Type"] = "application/x-www-form-urlencoded"
+        request.headers["Accept"] = "application/json"
+        return request
+
+    def accept_token(self, received: Received) -> tuple[str, float]:
+        """The token and its lifetime from the token endpoint's answer (or the error it means)."""
+        self.fetches += 1
+        try:
+            body: Any = json.loads(received.body or b"")
+        except ValueError as exc:
+            raise ResponseInvalid(f"token endpoint answered {received.status} with a non-JSON body") from exc
+        if received.status != 200:
+            error = body.get("error") if isinstance(body, dict) else None
+            code = error if isinstance(error, str) else "token_error"
+            raise Unauthorized(
+                f"token request refused ({received.status} {code}) for client {self.client_id!r}",
+                status=received.status,
+                body={"error": code},
+                code=code,
+                response=received.native,
+            )
+        token = body.get("access_token") if isinstance(body, dict) else None
+        lifetime = body.get("expires_in", 3600) if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token or not isinstance(lifetime, int | float):
+            raise ResponseInvalid("token endpoint answered without a usable access_token/expires_in")
+        register_secret(token)
+        return token, float(lifetime)
+
+    # -- the requests convenience ---------------------------------------------------------------
+    def apply(self, r: Any) -> None:
+        r.headers["Authorization"] = "Bearer " + self.token(str(r.url))
+
+    def reapply(self, r: Any) -> None:
+        self.apply(r)
+
+    def token(self, request_url: str | None = None) -> str:
+        """A valid access token, fetched synchronously with ``session`` when needed."""
+        import time
+
+        flow = self.token_flow(request_url)
+        reply: Received | None = None
+        try:
+            while True:
+                wanted = flow.send(reply)  # type: ignore[arg-type]
+                if wanted.method == "WAIT":
+                    time.sleep(self.WAIT_STEP)
+                    reply = None
+                    continue
+                reply = self._send_sync(wanted)
+        except StopIteration as stop:
+            return str(stop.value)
+
+    def _send_sync(self, request: Request) -> Received:
+        from ._exceptions import map_exception, public
+
+        session = self.session
+        if session is None:
+            import requests  # the token fetch of the requests convenience; the engine never gets here
+
+            session = self.session = requests.Session()
+        try:
+            response = session.post(
+                request.url,
+                data=(request.body or b"").decode(),
+                headers=dict(request.headers),
+                timeout=self.timeout,
+            )
+        except ApiError as exc:
+            raise public(exc) from None
+        except Exception as exc:
+            raise map_exception(exc, method="POST", url=request.url) from exc
+        return Received(response.status_code, response.headers, response.content, response)
+
+    def on_unauthorized(self, sent: Any) -> bool:
+        headers = _sent_headers(sent)
+        value = headers.get("Authorization", "") if headers else ""
+        with self._lock:
+            if self._token is not None and value == f"Bearer {self._token}":
                 self._token = None
         return True
 
@@ -178,48 +314,6 @@ class OAuth2ClientCredentials(Auth):
             raise RequestInvalid("OAuth2ClientCredentials needs token_url or a request URL to derive it from")
         scheme, _, rest = request_url.partition("://")
         return f"{scheme}://{rest.split('/', 1)[0]}/oauth/token"
-
-    def _fetch(self, request_url: str | None) -> tuple[str, float]:
-        url = self._url(request_url)
-        form = {
-            "grant_type": "client_credentials",
-            "client_id": self.client_id,
-            "client_secret": self._secret,
-        }
-        if self.scope:
-            form["scope"] = self.scope
-        session = self._session
-        if session is None:
-            session = self._session = requests.Session()
-        try:
-            response = session.post(
-                url, data=form, timeout=self.timeout, headers={"Accept": "application/json"}
-            )
-        except requests.RequestException as exc:
-            raise map_exception(exc, method="POST", url=url) from exc
-        self.fetches += 1
-        try:
-            body: Any = response.json()
-        except ValueError as exc:
-            raise ResponseInvalid(
-                f"token endpoint answered {response.status_code} with a non-JSON body"
-            ) from exc
-        if response.status_code != 200:
-            error = body.get("error") if isinstance(body, dict) else None
-            code = error if isinstance(error, str) else "token_error"
-            raise Unauthorized(
-                f"token request refused ({response.status_code} {code}) for client {self.client_id!r}",
-                status=response.status_code,
-                body={"error": code},
-                code=code,
-                response=response,
-            )
-        token = body.get("access_token") if isinstance(body, dict) else None
-        lifetime = body.get("expires_in", 3600) if isinstance(body, dict) else None
-        if not isinstance(token, str) or not token or not isinstance(lifetime, int | float):
-            raise ResponseInvalid("token endpoint answered without a usable access_token/expires_in")
-        register_secret(token)
-        return token, float(lifetime)
 
 
 class HmacAuth(Auth):
@@ -245,20 +339,25 @@ class HmacAuth(Auth):
         self._lock = threading.Lock()
         self.identity = credential_digest("hmac", secret, inner.identity if inner else None)
 
-    def on_unauthorized(self, response: requests.Response) -> bool:
-        return self.inner.on_unauthorized(response) if self.inner is not None else False
+    def on_unauthorized(self, sent: Any) -> bool:
+        return self.inner.on_unauthorized(sent) if self.inner is not None else False
 
-    def apply(self, r: requests.PreparedRequest) -> None:
+    def flow(self, r: Request, *, again: bool = False) -> AuthFlow:
+        if self.inner is not None:
+            yield from self.inner.flow(r, again=again)
+        self.sign(r)
+
+    def apply(self, r: Any) -> None:
         if self.inner is not None:
             self.inner.apply(r)
         self.sign(r)
 
-    def reapply(self, r: requests.PreparedRequest) -> None:
+    def reapply(self, r: Any) -> None:
         if self.inner is not None:
             self.inner.reapply(r)
         self.sign(r)
 
-    def sign(self, r: requests.PreparedRequest) -> None:
+    def sign(self, r: Any) -> None:
         """Set ``X-Timestamp`` and a never-before-used ``X-Signature`` on ``r``."""
         body = r.body
         if body is None:

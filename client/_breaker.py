@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ._clock import Clock, monotonic, to_seconds
-from ._exceptions import CircuitOpen, ConfigError
+from ._errors import CircuitOpen, ConfigError
 
 __all__ = [
     "BreakerPolicy",

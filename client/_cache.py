@@ -1,4 +1,4 @@
-"""A private HTTP cache: the subset of RFC 9111 a single client needs.
+"""A private HTTP cache, sans-IO: the subset of RFC 9111 a single client needs.
 
 Freshness from ``max-age`` (or ``Expires`` minus ``Date``) less the ``Age``; ``no-store`` keeps
 a response out; ``no-cache`` stores it but revalidates every use; ``must-revalidate`` forbids
@@ -8,41 +8,39 @@ of the credential, so one tenant never reads another's entry, and never the secr
 Unsafe methods invalidate their URL (every query of its path) and, after success, their
 ``Location``. Optional stale-if-error. Bounded, least recently used first out.
 
-The fresh hit is the hot path: a tuple key, one dict lookup, one float compare and a shallow
-copy of the stored ``requests.Response``. Nothing is parsed on a hit; parsing happens once, on
-store.
+The engine asks, does the I/O, and tells (the interface of ``client._httpcache``):
+:meth:`HttpCache.lookup` before sending, :meth:`HttpCache.on_response` with the final response,
+:meth:`HttpCache.on_error` when the call failed. Times are the policy's wall clock.
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, timedelta
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin
 
-import requests
-from requests.structures import CaseInsensitiveDict
-
 from ._clock import Clock, monotonic, to_seconds, wall
-from ._exceptions import ConfigError
+from ._errors import ConfigError
+from ._http import Served
 
 __all__ = [
+    "Action",
     "CachePolicy",
-    "CachedResponse",
-    "Entry",
     "HttpCache",
+    "Lookup",
+    "Outcome",
     "credential_digest",
     "parse_cache_control",
     "secret_free_url",
 ]
-
-CacheKey = tuple[Any, ...]
 
 _DIRECTIVE = re.compile(r'\s*([!#$%&\'*+\-.^_`|~0-9A-Za-z]+)\s*(?:=\s*("[^"]*"|[^,\s]*))?\s*(?:,|$)')
 _SECRET_QUERY = re.compile(
@@ -50,7 +48,7 @@ _SECRET_QUERY = re.compile(
 )
 _CACHEABLE_STATUSES = frozenset({200, 203, 204, 300, 301, 308, 404, 410})
 _NOT_REFRESHED = frozenset({"content-length", "content-encoding", "transfer-encoding", "content-type"})
-_ZERO = timedelta(0)
+_SAFE = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 
 def parse_cache_control(value: str | None) -> dict[str, str | None]:
@@ -117,61 +115,104 @@ class CachePolicy:
         object.__setattr__(self, "methods", frozenset(m.upper() for m in self.methods))
 
 
-class CachedResponse(requests.Response):
-    """A response served by the cache; ``cache_status`` is ``hit``, ``revalidated`` or ``stale``."""
+class Action(enum.Enum):
+    """What a lookup found."""
 
-    from_cache = True
-    cache_status: str
+    HIT = "hit"
+    REVALIDATE = "revalidate"
+    MISS = "miss"
+    BYPASS = "bypass"
 
 
-class Entry:
+CacheKey = tuple[str, str, str]
+
+
+class _Entry:
     """A stored response and what is needed to judge and revalidate it."""
 
     __slots__ = (
+        "body",
         "expires_at",
+        "headers",
+        "hit",
         "index_url",
         "must_revalidate",
-        "response",
+        "reason",
         "stale_if_error",
-        "stored_at",
+        "status",
         "vary",
     )
 
-    def __init__(self, response: requests.Response, index_url: str, vary: tuple[tuple[str, str | None], ...]):
-        self.response = response
+    def __init__(
+        self,
+        status: int,
+        headers: tuple[tuple[str, str], ...],
+        body: bytes,
+        index_url: str,
+        vary: tuple[tuple[str, str | None], ...],
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.reason = ""
         self.index_url = index_url
         self.vary = vary
         self.expires_at = 0.0
-        self.stored_at = 0.0
         self.must_revalidate = False
         self.stale_if_error = 0.0
+        self.hit = Served(status, headers, body, "hit")
 
-    @property
-    def etag(self) -> str | None:
-        """The stored ``ETag``."""
-        return self.response.headers.get("ETag")
+    def header(self, name: str) -> str | None:
+        lower = name.lower()
+        for n, v in self.headers:
+            if n.lower() == lower:
+                return v
+        return None
 
-    @property
-    def last_modified(self) -> str | None:
-        """The stored ``Last-Modified``."""
-        return self.response.headers.get("Last-Modified")
+    def served(self, cache_status: str) -> Served:
+        return Served(self.status, self.headers, self.body, cache_status, self.reason)
 
-    def vary_matches(self, header: Callable[[str], str | None]) -> bool:
-        """Whether a request whose headers ``header`` looks up selects this variant."""
-        return all(header(name) == value for name, value in self.vary)
 
-    def copy(self, status: str) -> CachedResponse:
-        """A caller-owned copy of the stored response (the body bytes are shared, immutably)."""
-        r = CachedResponse.__new__(CachedResponse)
-        d = r.__dict__
-        d.update(self.response.__dict__)
-        h: CaseInsensitiveDict[str] = CaseInsensitiveDict.__new__(CaseInsensitiveDict)
-        h._store = self.response.headers._store.copy()  # type: ignore[attr-defined]
-        d["headers"] = h
-        d["history"] = []
-        d["elapsed"] = _ZERO
-        d["cache_status"] = status
-        return r
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """The cache's answer before sending: serve ``response`` now, or send with
+    ``request_headers`` (the validators to add)."""
+
+    action: Action
+    response: Served | None
+    request_headers: tuple[tuple[str, str], ...] = ()
+    background: bool = False
+    method: str = ""
+    url: str = ""
+    key: CacheKey | None = None
+    entry: _Entry | None = None
+    vary_values: Mapping[str, str] | None = None
+    no_store: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the cache made of the final response: ``response`` replaces the origin's when set."""
+
+    response: Served | None
+    cache_status: str | None
+    stored: bool = False
+
+
+def _pairs(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return tuple((str(k), str(v)) for k, v in items)
+
+
+def _get(headers: Mapping[str, str] | tuple[tuple[str, str], ...], name: str) -> str | None:
+    if isinstance(headers, Mapping):
+        value = headers.get(name)
+        return None if value is None else str(value)
+    lower = name.lower()
+    for n, v in headers:
+        if n.lower() == lower:
+            return v
+    return None
 
 
 class HttpCache:
@@ -179,65 +220,135 @@ class HttpCache:
 
     def __init__(self, policy: CachePolicy) -> None:
         self.policy = policy
-        self._entries: OrderedDict[CacheKey, Entry] = OrderedDict()
+        self._entries: OrderedDict[CacheKey, _Entry] = OrderedDict()
         self._by_url: dict[str, set[CacheKey]] = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, key: CacheKey) -> Entry | None:
-        """The entry stored under ``key``, marked as recently used."""
+    # -- before sending ------------------------------------------------------------------------
+    def lookup(self, method: str, url: str, headers: Mapping[str, str], *, credential: str = "") -> Lookup:
+        """What to do with a request: serve a fresh entry, revalidate one, or send."""
+        method = method.upper()
+        if method not in self.policy.methods:
+            return Lookup(Action.BYPASS, None, method=method, url=url)
+        request_cc = headers.get("Cache-Control")
+        directives = parse_cache_control(request_cc) if request_cc else {}
+        if "no-store" in directives:
+            return Lookup(Action.BYPASS, None, method=method, url=url, no_store=True)
+        if "If-None-Match" in headers or "If-Modified-Since" in headers:
+            # The caller validates on its own: its 304 is its business, not the cache's.
+            return Lookup(Action.BYPASS, None, method=method, url=url)
+        key: CacheKey = (method, secret_free_url(url), credential)
         entry = self._entries.get(key)
-        if entry is not None:
-            with self._lock:
-                if key in self._entries:
-                    self._entries.move_to_end(key)
-        return entry
+        if entry is not None and entry.vary and not all(headers.get(n) == v for n, v in entry.vary):
+            entry = None
+        if entry is None:
+            return Lookup(Action.MISS, None, method=method, url=url, key=key)
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+        if (
+            entry.expires_at > self.policy.wall_clock()
+            and "no-cache" not in directives
+            and directives.get("max-age") != "0"
+        ):
+            return Lookup(Action.HIT, entry.hit, method=method, url=url, key=key, entry=entry)
+        validators: list[tuple[str, str]] = []
+        etag = entry.header("ETag")
+        if etag:
+            validators.append(("If-None-Match", etag))
+        last_modified = entry.header("Last-Modified")
+        if last_modified:
+            validators.append(("If-Modified-Since", last_modified))
+        return Lookup(
+            Action.REVALIDATE, None, tuple(validators), method=method, url=url, key=key, entry=entry
+        )
 
-    def store(
+    # -- after the call ------------------------------------------------------------------------
+    def on_response(
+        self,
+        lookup: Lookup,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        *,
+        request_headers: Mapping[str, str] | None = None,
+        request_time: float | None = None,
+        response_time: float | None = None,
+    ) -> Outcome:
+        """Store, refresh on a 304, or invalidate, after the final response of a call."""
+        if lookup.action is Action.BYPASS:
+            if lookup.method not in _SAFE:
+                self.invalidate(lookup.method, lookup.url, status, headers)
+            return Outcome(None, None)
+        key = lookup.key
+        assert key is not None
+        entry = lookup.entry
+        if status == 304 and entry is not None:
+            self._refresh(key, entry, headers, request_time)
+            return Outcome(entry.served("revalidated"), "revalidated")
+        stored = False
+        if body is not None:
+            stored = self._store(key, lookup.url, status, headers, body, request_headers or {}, request_time)
+        return Outcome(None, "miss", stored)
+
+    def on_error(self, lookup: Lookup, now: float | None = None) -> Served | None:
+        """A stale entry to stand in for a failed origin (stale-if-error), or ``None``."""
+        entry = lookup.entry
+        if entry is None:
+            return None
+        now = self.policy.wall_clock() if now is None else now
+        limit = entry.expires_at if entry.must_revalidate else entry.expires_at + entry.stale_if_error
+        return entry.served("stale") if limit > now else None
+
+    def invalidate(self, method: str, url: str, status: int, headers: Mapping[str, str]) -> None:
+        """What an unsafe method does to the cache: drop its URL and, after success, its Location."""
+        self.invalidate_url(url)
+        if status < 400:
+            for name in ("Location", "Content-Location"):
+                target = headers.get(name)
+                if target:
+                    self.invalidate_url(target, base=url)
+
+    # -- storage -------------------------------------------------------------------------------
+    def _store(
         self,
         key: CacheKey,
-        response: requests.Response,
-        *,
-        index_url: str,
+        url: str,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes,
         request_headers: Mapping[str, str],
-        sent_at: float | None = None,
-    ) -> Entry | None:
-        """Store ``response`` if RFC 9111 allows; return the entry, or ``None`` when not stored.
-
-        ``sent_at`` (monotonic) is when the request left; the time since counts towards the age.
-        """
-        directives = parse_cache_control(response.headers.get("Cache-Control"))
+        request_time: float | None,
+    ) -> bool:
+        directives = parse_cache_control(headers.get("Cache-Control"))
         if (
-            response.status_code not in _CACHEABLE_STATUSES
+            status not in _CACHEABLE_STATUSES
             or "no-store" in directives
             or "no-store" in parse_cache_control(request_headers.get("Cache-Control"))
         ):
             self.invalidate_key(key)
-            return None
-        vary_names = response.headers.get("Vary")
+            return False
+        vary_names = headers.get("Vary")
         vary: tuple[tuple[str, str | None], ...] = ()
         if vary_names:
             names = [n.strip() for n in vary_names.split(",") if n.strip()]
             if "*" in names:
                 self.invalidate_key(key)
-                return None
+                return False
             vary = tuple((n, request_headers.get(n)) for n in names)
-        content = response._content
-        if not isinstance(content, bytes) or len(content) > self.policy.max_entry_bytes:
-            return None
-        lifetime = self._lifetime(directives, response.headers)
-        has_validator = "ETag" in response.headers or "Last-Modified" in response.headers
+        if len(body) > self.policy.max_entry_bytes:
+            return False
+        stored_headers = _pairs(headers)
+        lifetime = self._lifetime(directives, stored_headers)
+        has_validator = "ETag" in headers or "Last-Modified" in headers
         if not lifetime and not has_validator:
-            return None
-        if "no-cache" in directives:
-            lifetime = 0.0
-        now = self.policy.clock()
-        index_url = index_url.split("#", 1)[0].split("?", 1)[0]
-        entry = Entry(response, index_url, vary)
-        self._set_freshness(entry, directives, response.headers, now, sent_at)
-        evicted: list[CacheKey] = []
+            return False
+        index_url = url.split("#", 1)[0].split("?", 1)[0]
+        entry = _Entry(status, stored_headers, body, index_url, vary)
+        self._set_freshness(entry, directives, self.policy.wall_clock(), request_time)
         with self._lock:
             old = self._entries.pop(key, None)
             if old is not None:
@@ -247,39 +358,35 @@ class HttpCache:
             while len(self._entries) > self.policy.max_entries:
                 k, e = self._entries.popitem(last=False)
                 self._unindex(k, e)
-                evicted.append(k)
-        return entry
+        return True
 
-    def refresh(
-        self, key: CacheKey, entry: Entry, not_modified: requests.Response, sent_at: float | None = None
+    def _refresh(
+        self, key: CacheKey, entry: _Entry, not_modified: Mapping[str, str], request_time: float | None
     ) -> None:
         """Fold a 304's headers into ``entry`` and recompute its freshness."""
-        stored = entry.response
-        headers = stored.headers.copy()
-        for name, value in not_modified.headers.items():
+        merged = {n.lower(): (n, v) for n, v in entry.headers}
+        for name, value in not_modified.items():
             if name.lower() not in _NOT_REFRESHED:
-                headers[name] = value
-        fresh = requests.Response.__new__(requests.Response)
-        fresh.__dict__.update(stored.__dict__)
-        fresh.headers = headers
-        entry.response = fresh
-        directives = parse_cache_control(headers.get("Cache-Control"))
+                merged[name.lower()] = (name, value)
+        entry.headers = tuple(merged.values())
+        entry.hit = Served(entry.status, entry.headers, entry.body, "hit")
+        directives = parse_cache_control(entry.header("Cache-Control"))
         if "no-store" in directives:
             self.invalidate_key(key)
             return
-        self._set_freshness(entry, directives, headers, self.policy.clock(), sent_at)
+        self._set_freshness(entry, directives, self.policy.wall_clock(), request_time)
         with self._lock:
             if key in self._entries:
                 self._entries.move_to_end(key)
 
-    def _lifetime(self, directives: Mapping[str, str | None], headers: Mapping[str, str]) -> float:
+    def _lifetime(self, directives: Mapping[str, str | None], headers: tuple[tuple[str, str], ...]) -> float:
         max_age = _seconds(directives, "max-age")
         if max_age is not None:
             return max_age
-        expires = headers.get("Expires")
+        expires = _get(headers, "Expires")
         if expires is None:
             return 0.0
-        date = headers.get("Date")
+        date = _get(headers, "Date")
         try:
             end = parsedate_to_datetime(expires)
             start = parsedate_to_datetime(date) if date else None
@@ -294,29 +401,19 @@ class HttpCache:
         return max(0.0, end.timestamp() - base)
 
     def _set_freshness(
-        self,
-        entry: Entry,
-        directives: Mapping[str, str | None],
-        headers: Mapping[str, str],
-        now: float,
-        sent_at: float | None,
+        self, entry: _Entry, directives: Mapping[str, str | None], now: float, request_time: float | None
     ) -> None:
-        lifetime = 0.0 if "no-cache" in directives else self._lifetime(directives, headers)
-        age_header = headers.get("Age")
+        lifetime = 0.0 if "no-cache" in directives else self._lifetime(directives, entry.headers)
+        age_header = entry.header("Age")
         age = float(age_header) if age_header and age_header.isdigit() else 0.0
-        if sent_at is not None and now > sent_at:
-            age += now - sent_at
-        entry.stored_at = now
+        if request_time is not None and now > request_time:
+            age += now - request_time
         entry.expires_at = now + lifetime - age
-        entry.must_revalidate = "must-revalidate" in directives or "proxy-revalidate" in directives
+        entry.must_revalidate = (
+            "must-revalidate" in directives or "proxy-revalidate" in directives or "no-cache" in directives
+        )
         own = _seconds(directives, "stale-if-error")
         entry.stale_if_error = max(self.policy.stale_if_error, own or 0.0)
-
-    def usable_on_error(self, entry: Entry) -> bool:
-        """Whether ``entry`` may stand in for a failed origin (stale-if-error)."""
-        if entry.must_revalidate:
-            return entry.expires_at > self.policy.clock()
-        return entry.expires_at + entry.stale_if_error > self.policy.clock()
 
     def invalidate_key(self, key: CacheKey) -> None:
         """Drop one entry."""
@@ -344,9 +441,14 @@ class HttpCache:
             self._entries.clear()
             self._by_url.clear()
 
-    def _unindex(self, key: CacheKey, entry: Entry) -> None:
+    def _unindex(self, key: CacheKey, entry: _Entry) -> None:
         keys = self._by_url.get(entry.index_url)
         if keys is not None:
             keys.discard(key)
             if not keys:
                 del self._by_url[entry.index_url]
+
+
+def entry_keys(cache: HttpCache) -> list[Any]:
+    """The keys of the stored entries (for tests: they must never hold a secret)."""
+    return list(cache._entries)

@@ -75,7 +75,7 @@ def to_seconds(name: str, value: object, *, allow_zero: bool = True) -> float:
     """``value`` (float seconds or ``timedelta``) as float seconds; a bad one raises naming ``name``."""
     from datetime import timedelta
 
-    from ._exceptions import ConfigError
+    from ._errors import ConfigError
 
     if isinstance(value, timedelta):
         value = value.total_seconds()

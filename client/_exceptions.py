@@ -25,8 +25,17 @@ a subclass of it too), so code written against a plain ``requests.Session`` keep
       + RequestInvalid                          the request could not be built (URL, header, body)
     * ConfigError (ValueError)                  a bad setting, naming it
 
-Every lower-layer exception is mapped to the most specific class by :func:`map_exception` and
-re-raised ``from`` it. Messages never quote credentials (see ``_redaction``).
+How the tree is built, and why: the engine (``_errors``) defines the same tree without any HTTP
+library, rooted at ``OSError``; each class here is the engine's class of the same name with the
+matching ``requests`` class mixed in. The engine raises its own classes, and every driver
+(``requests``, ``httpx``, ``httpx`` async) hands an error to its caller as the public class here
+(:func:`public` swaps the instance's class in place: same name, same attributes, same cause).
+So ``except client.NotFound`` works with every driver, and ``except requests.RequestException``
+keeps working for ``requests`` users, and for ``httpx`` users too.
+
+Every lower-layer exception is mapped to the most specific class by :func:`map_exception` (for
+``requests`` and ``urllib3``; the ``httpx`` drivers map theirs in ``_httpx``) and re-raised
+``from`` it. Messages never quote credentials (see ``_redaction``).
 """
 
 from __future__ import annotations
@@ -38,6 +47,8 @@ from typing import Any
 import requests
 import urllib3.exceptions as u3
 
+from . import _errors as e
+from ._errors import ConfigError
 from ._redaction import redact, redact_url
 
 __all__ = [
@@ -64,227 +75,153 @@ __all__ = [
     "ValidationFailed",
     "error_for_response",
     "map_exception",
+    "public",
 ]
 
 
-class ApiError(requests.RequestException):
+class ApiError(e.ApiError, requests.RequestException):
     """Base class of every error the client raises."""
 
-    def __init__(self, message: str, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
-        self.message = message
 
-    def __str__(self) -> str:
-        return self.message
-
-
-class HttpError(ApiError, requests.HTTPError):
+class HttpError(e.HttpError, ApiError, requests.HTTPError):
     """The server answered with an error status."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int,
-        body: object = None,
-        request_id: str | None = None,
-        code: str | None = None,
-        details: list[Any] | None = None,
-        retry_after: float | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(message, **kwargs)
-        self.retry_after = retry_after
-        self.status = status
-        self.body = body
-        self.request_id = request_id
-        self.code = code
-        self.details = details
 
-
-class BadRequest(HttpError):
+class BadRequest(e.BadRequest, HttpError):
     """The server could not accept the request as sent (400, 405, 413, 415)."""
 
 
-class Unauthorized(HttpError):
+class Unauthorized(e.Unauthorized, HttpError):
     """The credentials were missing, wrong or expired (401)."""
 
 
-class Forbidden(HttpError):
+class Forbidden(e.Forbidden, HttpError):
     """The credentials do not allow this (403)."""
 
 
-class NotFound(HttpError):
+class NotFound(e.NotFound, HttpError):
     """The resource does not exist (404)."""
 
 
-class Conflict(HttpError):
+class Conflict(e.Conflict, HttpError):
     """The resource already exists (409)."""
 
 
-class PreconditionFailed(HttpError):
+class PreconditionFailed(e.PreconditionFailed, HttpError):
     """An ``If-Match`` precondition did not hold (412)."""
 
 
-class ValidationFailed(HttpError):
+class ValidationFailed(e.ValidationFailed, HttpError):
     """The body was well-formed but its values were rejected (422)."""
 
 
-class RateLimited(HttpError):
+class RateLimited(e.RateLimited, HttpError):
     """Too many requests, from the server (429) or from the client's own limiter (status 0)."""
 
 
-class ServerError(HttpError):
+class ServerError(e.ServerError, HttpError):
     """The server failed (5xx)."""
 
 
-class TransportError(ApiError):
+class TransportError(e.TransportError, ApiError):
     """No usable response arrived; ``request_sent`` says whether the server may have seen it."""
 
-    def __init__(self, message: str, *, request_sent: bool = True, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
-        self.request_sent = request_sent
 
-
-class ConnectTimeout(TransportError, requests.exceptions.ConnectTimeout):
+class ConnectTimeout(e.ConnectTimeout, TransportError, requests.exceptions.ConnectTimeout):
     """Timed out while connecting to the host."""
 
-    def __init__(self, message: str, *, request_sent: bool = False, **kwargs: Any) -> None:
-        super().__init__(message, request_sent=request_sent, **kwargs)
 
-
-class ReadTimeout(TransportError, requests.exceptions.ReadTimeout):
+class ReadTimeout(e.ReadTimeout, TransportError, requests.exceptions.ReadTimeout):
     """Timed out while waiting for the response."""
 
 
-class ConnectionFailed(TransportError, requests.exceptions.ConnectionError):
+class ConnectionFailed(e.ConnectionFailed, TransportError, requests.exceptions.ConnectionError):
     """The connection could not be made, or broke before a complete response."""
 
 
-class CircuitOpen(ApiError):
+class CircuitOpen(e.CircuitOpen, ApiError):
     """The host's circuit breaker is open, so nothing was sent."""
 
-    def __init__(self, message: str, *, host: str, retry_in: float, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
-        self.host = host
-        self.retry_in = retry_in
 
-
-class DeadlineExceeded(ApiError, requests.exceptions.Timeout):
+class DeadlineExceeded(e.DeadlineExceeded, ApiError, requests.exceptions.Timeout):
     """The call's total deadline ran out, or the next wait would have crossed it."""
 
 
-class RetriesExhausted(ApiError):
+class RetriesExhausted(e.RetriesExhausted, ApiError):
     """Every attempt the retry policy allowed failed; ``last`` is the final failure."""
 
-    def __init__(self, message: str, *, last: ApiError | None, attempts: int = 0, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
-        self.last = last
-        self.attempts = attempts
 
-
-class ResponseInvalid(ApiError, ValueError):
+class ResponseInvalid(e.ResponseInvalid, ApiError):
     """The response body did not match its model, or could not be decoded."""
 
 
-class RequestInvalid(ApiError, ValueError):
+class RequestInvalid(e.RequestInvalid, ApiError):
     """The request could not be built (bad URL, header, timeout or body)."""
 
 
-class ConfigError(ValueError):
-    """A setting had a bad value; the message names it."""
-
-
-# -- HTTP status ----------------------------------------------------------------------------
-
-_STATUS_CLASSES: dict[int, type[HttpError]] = {
-    400: BadRequest,
-    401: Unauthorized,
-    403: Forbidden,
-    404: NotFound,
-    405: BadRequest,
-    409: Conflict,
-    412: PreconditionFailed,
-    413: BadRequest,
-    415: BadRequest,
-    422: ValidationFailed,
-    429: RateLimited,
+_PUBLIC: dict[type[BaseException], type[ApiError]] = {
+    e.ApiError: ApiError,
+    e.HttpError: HttpError,
+    e.BadRequest: BadRequest,
+    e.Unauthorized: Unauthorized,
+    e.Forbidden: Forbidden,
+    e.NotFound: NotFound,
+    e.Conflict: Conflict,
+    e.PreconditionFailed: PreconditionFailed,
+    e.ValidationFailed: ValidationFailed,
+    e.RateLimited: RateLimited,
+    e.ServerError: ServerError,
+    e.TransportError: TransportError,
+    e.ConnectTimeout: ConnectTimeout,
+    e.ReadTimeout: ReadTimeout,
+    e.ConnectionFailed: ConnectionFailed,
+    e.CircuitOpen: CircuitOpen,
+    e.DeadlineExceeded: DeadlineExceeded,
+    e.RetriesExhausted: RetriesExhausted,
+    e.ResponseInvalid: ResponseInvalid,
+    e.RequestInvalid: RequestInvalid,
 }
 
-_CODE_STATUS = {
-    "bad_request": 400,
-    "unauthorized": 401,
-    "forbidden": 403,
-    "not_found": 404,
-    "method_not_allowed": 405,
-    "conflict": 409,
-    "precondition_failed": 412,
-    "payload_too_large": 413,
-    "unsupported_media_type": 415,
-    "validation_error": 422,
-    "rate_limited": 429,
-    "internal_error": 500,
-    "bad_gateway": 502,
-    "service_unavailable": 503,
-    "gateway_timeout": 504,
-}
+
+e._TWINS.update(_PUBLIC)
+
+
+def public(exc: BaseException) -> BaseException:
+    """``exc`` as the public class of its name, with its cause chain and ``last`` (in place).
+
+    The neutral and public classes share their layout, so the instance keeps its identity,
+    attributes and traceback.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        twin = _PUBLIC.get(type(current))
+        if twin is not None:
+            current.__class__ = twin
+        last = getattr(current, "last", None)
+        if isinstance(current, e.RetriesExhausted) and isinstance(last, BaseException):
+            public(last)
+        current = current.__cause__ or current.__context__
+    return exc
 
 
 def status_class(status: int) -> type[HttpError]:
-    """The :class:`HttpError` subclass for ``status``."""
-    cls = _STATUS_CLASSES.get(status)
-    if cls is not None:
-        return cls
-    return ServerError if status >= 500 else HttpError
+    """The public :class:`HttpError` subclass for ``status``."""
+    return _PUBLIC[e.status_class(status)]  # type: ignore[return-value]
 
 
-def error_from_body(
-    error: object, *, status: int | None = None, response: requests.Response | None = None
-) -> HttpError:
-    """An :class:`HttpError` from an ``{"code", "message", "request_id", "details"?}`` object.
-
-    Used for whole responses and for the per-item errors of a batch (which carry no status:
-    it is derived from the code).
-    """
-    info = error if isinstance(error, dict) else {}
-    code = info.get("code") if isinstance(info.get("code"), str) else None
-    if status is None:
-        status = _CODE_STATUS.get(code or "", 500)
-    message = info.get("message") if isinstance(info.get("message"), str) else ""
-    request_id = info.get("request_id") if isinstance(info.get("request_id"), str) else None
-    details = info.get("details") if isinstance(info.get("details"), list) else None
-    cls = status_class(status)
-    text = f"{status} {code or 'error'}: {redact(message)}" if message else f"{status} {code or 'error'}"
-    if request_id:
-        text += f" (request_id={request_id})"
-    kwargs: dict[str, Any] = {
-        "status": status,
-        "body": error,
-        "request_id": request_id,
-        "code": code,
-        "details": details,
-        "response": response,
-    }
-    return cls(text, **kwargs)
+def error_from_body(error: object, *, status: int | None = None, response: Any = None) -> HttpError:
+    """The public :class:`HttpError` for a contract error object (see ``_errors.error_from_body``)."""
+    return public(e.error_from_body(error, status=status, response=response))  # type: ignore[return-value]
 
 
 def error_for_response(response: requests.Response, *, retry_after: float | None = None) -> HttpError:
     """The :class:`HttpError` for an error response, built from its ``{"error": {...}}`` body."""
-    status = response.status_code
-    body: object
-    try:
-        body = json.loads(response.content) if response.content else None
-    except (ValueError, RuntimeError):
-        body = response.text[:512] if response.content else None
-    error = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(error, dict):
-        error = {"message": redact(str(body)[:200])} if body else {}
-    if "request_id" not in error and response.headers.get("X-Request-ID"):
-        error = {**error, "request_id": response.headers["X-Request-ID"]}
-    exc = error_from_body(error, status=status, response=response)
-    exc.body = body
-    exc.retry_after = retry_after
-    return exc
+    exc = e.error_for_status(
+        response.status_code, response.headers, response.content, response=response, retry_after=retry_after
+    )
+    return public(exc)  # type: ignore[return-value]
 
 
 # -- lower-layer exceptions -----------------------------------------------------------------

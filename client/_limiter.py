@@ -1,9 +1,16 @@
 """Client-side rate limiting: a token bucket per host that also obeys the server.
 
-Callers reserve a token under the lock and sleep, without the lock, until their reserved slot:
-waiting threads are served in arrival order and nobody spins. The server's own view wins when
-it is stricter: ``X-RateLimit-Remaining: 0`` (or IETF ``RateLimit: ...;r=0;t=N``) pauses the
-bucket until the reset, a 429 pauses it for its ``Retry-After``.
+Sans-IO: :meth:`TokenBucket.reserve` takes a token under the lock and says how long to wait for
+it; the caller sleeps (or awaits) without the lock, then asks :meth:`TokenBucket.pause_left`
+whether the server announced a pause meanwhile. Waiting callers are served in arrival order and
+nobody spins. A call cancelled before it sends gives its token back (:meth:`TokenBucket.cancel`).
+The server's own view wins when it is stricter: ``X-RateLimit-Remaining: 0`` (or IETF
+``RateLimit: ...;r=0;t=N``) pauses the bucket until the reset, a 429 pauses it for its
+``Retry-After``.
+
+``X-RateLimit-Reset`` comes in two forms in the wild: an epoch (GitHub, this project's fake) or
+seconds to wait (many others). A value below 10^9 (September 2001 as an epoch) is read as
+seconds to wait, anything larger as an epoch.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ._clock import Clock, Sleep, monotonic, sleep, to_seconds, wall
-from ._exceptions import ConfigError, DeadlineExceeded, RateLimited
+from ._errors import ConfigError, DeadlineExceeded, RateLimited
 from ._retry import parse_retry_after
 from ._timeouts import Deadline
 
@@ -26,6 +33,8 @@ logger = logging.getLogger("client")
 _IETF_REMAINING = re.compile(r"(?:^|[;,\s])r=(\d+)")
 _IETF_RESET = re.compile(r"(?:^|[;,\s])t=(\d+(?:\.\d+)?)")
 _NO_DEADLINE = Deadline(None)
+#: ``X-RateLimit-Reset`` values below this are seconds to wait, not an epoch.
+EPOCH_THRESHOLD = 1e9
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -92,8 +101,8 @@ class TokenBucket:
             )
             self._updated = now
 
-    def acquire(self, deadline: Deadline | None = None) -> float:
-        """Take a token, sleeping until it is due; return the seconds waited.
+    def reserve(self, deadline: Deadline | None = None) -> float:
+        """Take a token now and return the seconds to wait before using it (0: send now).
 
         Raises :class:`DeadlineExceeded` at once when the token would come after ``deadline``,
         and :class:`RateLimited` at once when waiting is needed and the policy does not block.
@@ -120,21 +129,45 @@ class TokenBucket:
                     )
                 self.waits += 1
             self._tokens -= 1
+        return max(0.0, wait)
+
+    def pause_left(self, deadline: Deadline | None = None) -> float:
+        """Seconds left of a pause the server announced (0: none); a pause that would cross
+        ``deadline`` raises :class:`DeadlineExceeded`.
+
+        Asked after waiting for a reserved slot: a pause announced while the caller slept (a
+        429, or none remaining) holds its request too, since its token was taken before the
+        server said to stop.
+        """
+        with self._lock:
+            wait = self._paused_until - self.policy.clock()
+        if wait > 0 and not (deadline or _NO_DEADLINE).allows(wait):
+            raise DeadlineExceeded(
+                f"client-side rate limit for {self.host or 'host'}: "
+                f"server pause ends in {wait:.3f} s, after the deadline"
+            )
+        return max(0.0, wait)
+
+    def cancel(self) -> None:
+        """Give back a token reserved by a call that will not send (cancelled, or failed first)."""
+        with self._lock:
+            self._refill(self.policy.clock())
+            self._tokens = min(float(self.policy.burst), self._tokens + 1)
+
+    def acquire(self, deadline: Deadline | None = None) -> float:
+        """Take a token, sleeping (``policy.sleep``) until it is due; return the seconds waited."""
+        wait = self.reserve(deadline)
         waited = 0.0
-        while wait > 0:
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("rate limit: waiting %.3f s for %s", wait, self.host)
-            policy.sleep(wait)
-            waited += wait
-            # A pause the server announced while we slept (a 429, or none remaining) holds this
-            # request too: its token was taken before the server said to stop.
-            with self._lock:
-                wait = self._paused_until - policy.clock()
-                if wait > 0 and not (deadline or _NO_DEADLINE).allows(wait):
-                    raise DeadlineExceeded(
-                        f"client-side rate limit for {self.host or 'host'}: "
-                        f"server pause ends in {wait:.3f} s, after the deadline"
-                    )
+        try:
+            while wait > 0:
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug("rate limit: waiting %.3f s for %s", wait, self.host)
+                self.policy.sleep(wait)
+                waited += wait
+                wait = self.pause_left(deadline)
+        except BaseException:
+            self.cancel()
+            raise
         return waited
 
     def observe(self, status: int, headers: Mapping[str, str]) -> None:
@@ -157,11 +190,7 @@ class TokenBucket:
             if raw is not None and raw.isdigit():
                 remaining = int(raw)
                 if remaining == 0:
-                    reset = headers.get("X-RateLimit-Reset")
-                    try:
-                        pause = float(reset) - policy.wall_clock() if reset is not None else None
-                    except ValueError:
-                        pause = None
+                    pause = reset_seconds(headers.get("X-RateLimit-Reset"), now=policy.wall_clock())
         if status == 429:
             after = parse_retry_after(headers.get("Retry-After"), now=policy.wall_clock())
             after = policy.pause_on_429 if after is None else after
@@ -179,6 +208,21 @@ class TokenBucket:
                 until = now + min(pause, policy.max_server_pause)
                 if until > self._paused_until:
                     self._paused_until = until
+
+
+def reset_seconds(value: str | None, *, now: float) -> float | None:
+    """Seconds until an ``X-RateLimit-Reset`` (an epoch, or seconds to wait below 10^9)."""
+    if value is None:
+        return None
+    try:
+        number = float(value.strip())
+    except ValueError:
+        return None
+    if number != number or number in (float("inf"), float("-inf")):
+        return None
+    if number < EPOCH_THRESHOLD:
+        return max(0.0, number)
+    return number - now
 
 
 class LimiterRegistry:

@@ -19,7 +19,7 @@ from datetime import UTC
 from email.utils import parsedate_to_datetime
 
 from ._clock import Clock, Sleep, monotonic, sleep, to_seconds, wall
-from ._exceptions import (
+from ._errors import (
     ApiError,
     ConfigError,
     DeadlineExceeded,
@@ -28,6 +28,7 @@ from ._exceptions import (
     RetriesExhausted,
     TransportError,
 )
+from ._http import host_key
 from ._redaction import redact_url
 from ._timeouts import Deadline
 
@@ -45,6 +46,15 @@ __all__ = [
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: The methods an ``idempotency_hosts`` entry gives an automatic key to.
+AUTO_KEY_METHODS = frozenset({"POST", "PATCH"})
+
+
+def _host_entry(value: str) -> str:
+    """An ``idempotency_hosts`` entry as compared: ``scheme://host:port``, or a bare host name."""
+    value = value.strip().lower().rstrip("/")
+    return host_key(value) if "://" in value else value
+
 
 _DELTA_SECONDS = re.compile(r"\s*(\d+(?:\.\d+)?)\s*")
 
@@ -197,10 +207,15 @@ class RetryPolicy:
     Defaults: 4 attempts in all; full-jitter backoff from ``backoff_base`` 0.1 s capped at
     ``backoff_cap`` 10 s; retries on connection errors, timeouts and ``statuses``
     429/500/502/503/504, for idempotent ``methods`` or requests carrying ``idempotency_header``;
-    an ``Idempotency-Key`` added to every ``POST`` lacking one (``idempotency_methods``); the
-    same ``X-Request-ID`` on every attempt; ``Retry-After`` honoured and, beyond
-    ``retry_after_cap`` (60 s) or the time left, a prompt failure; a :class:`RetryBudget`.
-    Connect failures are retried for any method: nothing was sent.
+    the same ``X-Request-ID`` on every attempt; ``Retry-After`` honoured and, beyond
+    ``retry_after_cap`` (60 s), a prompt failure (beyond the time left, :class:`DeadlineExceeded`);
+    a :class:`RetryBudget`. Connect failures are retried for any method: nothing was sent.
+
+    No automatic ``Idempotency-Key`` by default: a key only makes a retried POST safe against
+    an API that honours it, and against one that ignores it a retry is a second charge. Opt in
+    with ``idempotency_methods`` (every host: e.g. ``frozenset({"POST"})``) or
+    ``idempotency_hosts`` (``"https://api.example.com"`` or a bare host name: its POST and
+    PATCH requests get a key). A request given a key by the caller is retried either way.
 
     ``raise_on_exhausted`` (default true): when the last permitted attempt still gets a
     retryable error status, raise :class:`RetriesExhausted` (:class:`RateLimited` for a 429)
@@ -216,7 +231,8 @@ class RetryPolicy:
     retry_after_cap: float = 60.0
     budget: RetryBudget | None = field(default_factory=RetryBudget)
     idempotency_header: str = "Idempotency-Key"
-    idempotency_methods: frozenset[str] = frozenset({"POST"})
+    idempotency_methods: frozenset[str] = frozenset()
+    idempotency_hosts: frozenset[str] = frozenset()
     request_id_header: str | None = "X-Request-ID"
     raise_on_exhausted: bool = True
     hooks: tuple[Callable[[RetryDetails], None], ...] = field(default_factory=_no_hooks, compare=False)
@@ -238,7 +254,27 @@ class RetryPolicy:
         object.__setattr__(
             self, "idempotency_methods", frozenset(m.upper() for m in self.idempotency_methods)
         )
+        if isinstance(self.idempotency_hosts, str):
+            raise ConfigError(
+                "RetryPolicy.idempotency_hosts must be a set of hosts, "
+                f"got the string {self.idempotency_hosts!r}"
+            )
+        object.__setattr__(
+            self, "idempotency_hosts", frozenset(_host_entry(h) for h in self.idempotency_hosts)
+        )
         object.__setattr__(self, "hooks", tuple(self.hooks))
+
+    def wants_key(self, method: str, url: str) -> bool:
+        """Whether a request lacking an ``Idempotency-Key`` gets one added (and so is retried)."""
+        if method in self.idempotency_methods:
+            return True
+        if not self.idempotency_hosts or method not in AUTO_KEY_METHODS:
+            return False
+        key = host_key(url)
+        return (
+            key in self.idempotency_hosts
+            or key.split("://", 1)[1].rsplit(":", 1)[0] in self.idempotency_hosts
+        )
 
     def is_retryable_method(self, method: str, has_idempotency_key: bool) -> bool:
         """Whether a request that may have reached the server can be sent again."""
@@ -278,10 +314,14 @@ class RetryPolicy:
                 response=error.response,
             ) from error
         retry_after = error.retry_after if self.respect_retry_after and isinstance(error, HttpError) else None
-        if retry_after is not None and (
-            retry_after > self.retry_after_cap or retry_after >= deadline.remaining()
-        ):
-            # Waiting is pointless (past the deadline) or unwanted (past the cap): fail now.
+        if retry_after is not None and not deadline.allows(retry_after):
+            # The server's wait would end after the deadline: waiting is pointless, fail now.
+            raise DeadlineExceeded(
+                f"the server asked to retry after {retry_after:.1f} s, after the total deadline "
+                f"({deadline.remaining():.1f} s left): {error}"
+            ) from error
+        if retry_after is not None and retry_after > self.retry_after_cap:
+            # Waiting longer than the caller allows is unwanted: fail now.
             if isinstance(error, RateLimited):
                 raise error
             raise RetriesExhausted(

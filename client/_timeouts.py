@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ._clock import Clock, monotonic, to_seconds
-from ._exceptions import DeadlineExceeded
+from ._errors import DeadlineExceeded
 
 __all__ = ["Deadline", "Timeouts"]
 

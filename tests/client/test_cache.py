@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import requests
 
 from client import CachedResponse, CachePolicy, Policies, RetriesExhausted, ServerError
 from client._cache import HttpCache, parse_cache_control, secret_free_url
@@ -319,11 +318,9 @@ def test_secret_free_url_hashes_credential_params():
 def test_store_refuses_oversized_bodies():
     """Bodies over max_entry_bytes are not kept."""
     cache = HttpCache(CachePolicy(max_entry_bytes=4))
-    r = requests.Response()
-    r.status_code = 200
-    r._content = b"0123456789"
-    r.headers["Cache-Control"] = "max-age=60"
-    assert cache.store(("GET", "u"), r, index_url="u", request_headers={}) is None
+    lookup = cache.lookup("GET", "http://h/u", {})
+    outcome = cache.on_response(lookup, 200, {"Cache-Control": "max-age=60"}, b"0123456789")
+    assert not outcome.stored and len(cache) == 0
 
 
 def test_server_error_on_revalidation_without_stale_allowance_raises_or_returns(make_session, clock):

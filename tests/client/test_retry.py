@@ -197,14 +197,27 @@ def test_retry_after_beyond_cap_fails_fast_with_rate_limited():
 
 
 def test_retry_after_beyond_deadline_fails_fast():
-    """A Retry-After longer than the time left raises now instead of sleeping into the deadline."""
+    """A Retry-After longer than the time left raises DeadlineExceeded now (as documented),
+    chained to the answer that asked for it, instead of sleeping into the deadline."""
     clock = FakeClock()
     deadline = Deadline(clock() + 5, clock)
-    with pytest.raises(RateLimited):
+    with pytest.raises(DeadlineExceeded) as info:
         policy().next_sleep(state(), rate_limited(retry_after=10.0), deadline=deadline, rng=random.Random())
-    with pytest.raises(RetriesExhausted):
+    assert isinstance(info.value.__cause__, RateLimited)
+    with pytest.raises(DeadlineExceeded) as info:
         policy().next_sleep(state(), server_error(503, 10.0), deadline=deadline, rng=random.Random())
+    assert isinstance(info.value.__cause__, ServerError)
     assert clock.sleeps == []
+
+
+def test_retry_after_beyond_the_cap_but_within_the_deadline_fails_as_before():
+    """Within the deadline but past retry_after_cap: RateLimited for a 429, else RetriesExhausted."""
+    clock = FakeClock()
+    deadline = Deadline(clock() + 500, clock)
+    with pytest.raises(RateLimited):
+        policy().next_sleep(state(), rate_limited(retry_after=100.0), deadline=deadline, rng=random.Random())
+    with pytest.raises(RetriesExhausted):
+        policy().next_sleep(state(), server_error(503, 100.0), deadline=deadline, rng=random.Random())
 
 
 def test_backoff_that_would_cross_the_deadline_raises_deadline_exceeded():

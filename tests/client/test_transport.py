@@ -75,9 +75,18 @@ def test_caller_request_id_is_kept(make_session):
     assert a.sent[0].headers["X-Request-ID"] == "mine"
 
 
+def test_post_gets_no_idempotency_key_and_no_retry_by_default(make_session):
+    """The generic layer adds no Idempotency-Key and does not retry a POST unless asked: a key
+    is only safe against an API that honours it."""
+    s, a = make_session(error(503), ok({"ok": 1}))
+    assert s.post(URL, json={"prompt": "hi"}).status_code == 503
+    assert a.count == 1 and "Idempotency-Key" not in a.sent[0].headers
+
+
 def test_post_gets_one_idempotency_key_and_identical_body_on_every_attempt(make_session):
-    """POST carries an Idempotency-Key and the same body bytes across retries."""
-    s, a = make_session(error(503), reset(), ok({"ok": 1}))
+    """Opted in, a POST carries an Idempotency-Key and the same body bytes across retries."""
+    p = Policies(retry=retry_policy(idempotency_methods=frozenset({"POST"})))
+    s, a = make_session(error(503), reset(), ok({"ok": 1}), policies=p)
     s.post(URL, json={"prompt": "hi", "temperature": 0.5})
     keys = {sent.headers["Idempotency-Key"] for sent in a.sent}
     bodies = {sent.body for sent in a.sent}
@@ -143,12 +152,14 @@ def test_retry_after_http_date_is_honoured(make_session, clock):
 
 
 def test_retry_after_beyond_the_deadline_fails_fast(make_session, clock):
-    """A 429 asking for 60 s with 10 s left raises RateLimited at once."""
+    """A 429 asking for 60 s with 10 s left raises DeadlineExceeded at once, from the 429."""
     p = Policies(retry=retry_policy(), timeouts=Timeouts(total=10))
     s, a = make_session(error(429, Retry_After="60"), ok(), policies=p)
-    with pytest.raises(RateLimited) as info:
+    with pytest.raises(DeadlineExceeded) as info:
         s.get("http://api.test/x")
-    assert info.value.retry_after == 60 and clock.sleeps == [] and a.count == 1
+    assert isinstance(info.value.__cause__, RateLimited) and info.value.__cause__.retry_after == 60
+    assert isinstance(info.value, requests.exceptions.Timeout)
+    assert clock.sleeps == [] and a.count == 1
 
 
 def test_no_sleep_crosses_the_deadline(make_session, clock):
@@ -274,7 +285,7 @@ def test_signature_is_redone_on_every_attempt(make_session, clock):
     """HMAC auth signs each attempt afresh: new timestamp/signature, verifiable by the server's formula."""
     auth = HmacAuth("demo-signing-secret", wall_clock=clock.wall)
     s, a = make_session(error(503), ok(), auth=auth)
-    s.post("http://api.test/hr_generate?x=1", json={"prompt": "p"})
+    s.post("http://api.test/hr_generate?x=1", json={"prompt": "p"}, headers={"Idempotency-Key": "k"})
     sigs = [x.headers["X-Signature"] for x in a.sent]
     assert len(set(sigs)) == 2
     for sent in a.sent:

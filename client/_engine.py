@@ -1,0 +1,471 @@
+"""The engine: every decision of one logical call, and no I/O.
+
+:meth:`Engine.call` is a generator, like tenacity's ``iter()`` and httpx's ``auth_flow``: it
+yields what it needs done, a :class:`~client._http.Send` (one attempt) or a
+:class:`~client._http.Sleep` (a backoff, a Retry-After, a rate-limit slot, a wait for another
+caller's token), and is sent back what happened (a :class:`~client._http.Received`, the error
+the attempt ended in, or ``None`` after a sleep). It returns a :class:`~client._http.Final`, or
+raises the error the call ends in. A driver is the loop around it (``_transport`` for requests,
+``_httpx`` for httpx sync and async): send, sleep or await, read, map its library's errors.
+
+Order per call: cache (a fresh hit returns here) -> auth -> per attempt: breaker -> rate limiter
+-> send with timeouts clipped to the deadline -> classify -> retry decision and sleep -> cache
+(store, refresh, invalidate) or stale-if-error. One ``X-Request-ID`` per logical call; an
+``Idempotency-Key`` when the retry policy opts in (``RetryPolicy.idempotency_methods`` or
+``idempotency_hosts``); the body is built once, so every attempt sends the same bytes.
+
+A driver that stops iterating (a cancelled task: ``close()`` raises ``GeneratorExit`` at the
+yield) gets the half-open permit it held back to the breaker, and a limiter token it reserved
+but did not use back to the bucket. Everything shared (breakers, buckets, the cache, the
+budget, the metrics) is guarded by short locks and never held across a yield, so one engine
+serves threads and tasks alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable, Generator, Mapping
+from typing import Any
+
+from ._auth import Auth, AuthFlow, OAuth2ClientCredentials
+from ._breaker import BreakerRegistry
+from ._cache import HttpCache, Lookup, credential_digest
+from ._clock import sleep as _real_sleep
+from ._errors import (
+    ApiError,
+    CircuitOpen,
+    DeadlineExceeded,
+    HttpError,
+    RateLimited,
+    RetriesExhausted,
+    TransportError,
+    error_for_status,
+)
+from ._http import CallInfo, Final, Received, Request, Send, Sleep, host_key
+from ._limiter import LimiterRegistry
+from ._metrics import Metrics
+from ._policies import Policies
+from ._redaction import redact_url
+from ._retry import BudgetTracker, RetryState, parse_retry_after
+from ._timeouts import Deadline
+
+__all__ = ["Engine", "Flow", "Reply", "drive"]
+
+logger = logging.getLogger("client")
+
+#: What a driver sends back into the flow: the answer, the error the attempt ended in, or
+#: ``None`` after a :class:`Sleep`.
+Reply = Received | ApiError | None
+Flow = Generator[Send | Sleep, Reply, Final]
+
+
+def _on_error_served(error: ApiError) -> bool:
+    """Failures a stale entry may stand in for (stale-if-error, RFC 5861 section 4)."""
+    return isinstance(error, TransportError | CircuitOpen | DeadlineExceeded | RetriesExhausted) or (
+        isinstance(error, HttpError) and error.status >= 500
+    )
+
+
+class Engine:
+    """The runtime of a :class:`Policies`: shared state, and the algorithm of one call."""
+
+    def __init__(
+        self, policies: Policies, *, auth: Auth | None = None, metrics: Metrics | None = None
+    ) -> None:
+        self.policies = policies
+        self.auth = auth
+        self.metrics = metrics or Metrics(read_timeout=policies.timeouts.read)
+        self.clock = policies.timeouts.clock
+        retry = policies.retry
+        self.retry = retry
+        if policies.cache is not None:
+            self.wall = policies.cache.wall_clock
+        elif retry is not None:
+            self.wall = retry.wall_clock
+        else:
+            self.wall = time.time
+        self.rng = (retry.rng if retry is not None and retry.rng is not None else None) or random.Random()
+        self.budget = (
+            BudgetTracker(retry.budget, retry.clock)
+            if retry is not None and retry.budget is not None
+            else None
+        )
+        self.breakers = (
+            BreakerRegistry(policies.breaker, extra_listeners=(self.metrics.breaker_listener,))
+            if policies.breaker is not None
+            else None
+        )
+        self.limiters = LimiterRegistry(policies.limiter) if policies.limiter is not None else None
+        self.cache = HttpCache(policies.cache) if policies.cache is not None else None
+
+    def sleeper(self, action: Sleep) -> Any:
+        """The injected sleep a :class:`Sleep` should use: the limiter's for a rate-limit wait,
+        the retry policy's otherwise (``_clock.sleep``, real time, when none is configured)."""
+        limiter = self.policies.limiter
+        if action.reason == "rate limit" and limiter is not None:
+            return limiter.sleep
+        if self.retry is not None:
+            return self.retry.sleep
+        return limiter.sleep if limiter is not None else _real_sleep
+
+    # -- keys ----------------------------------------------------------------------------------
+    @staticmethod
+    def credential(auth: Any, headers: Mapping[str, str]) -> str:
+        """A digest naming the credential a request carries (its auth object and headers)."""
+        identity = getattr(auth, "identity", None)
+        if identity is None and auth is not None:
+            identity = (
+                credential_digest(*auth) if isinstance(auth, tuple) else f"{type(auth).__name__}@{id(auth)}"
+            )
+        authz = headers.get("Authorization")
+        api_key = headers.get("X-API-Key")
+        if authz is None and api_key is None:
+            return identity or ""
+        return credential_digest(identity, authz, api_key)
+
+    def lookup(self, request: Request, auth: Any = None) -> Lookup | None:
+        """The cache's verdict on ``request`` (``None`` without a cache)."""
+        if self.cache is None:
+            return None
+        return self.cache.lookup(
+            request.method, request.url, request.headers, credential=self.credential(auth, request.headers)
+        )
+
+    def served_hit(self, lookup: Lookup, request_id: str | None = None) -> Final | None:
+        """A :class:`Final` for a lookup the cache answers (a fresh hit), else ``None``."""
+        served = lookup.response
+        if served is None:
+            return None
+        self.metrics.record_hit()
+        return Final(CallInfo(0, request_id, served.cache_status, 0.0, 0.0), served=served)
+
+    # -- the call ------------------------------------------------------------------------------
+    def call(
+        self,
+        request: Request,
+        *,
+        auth: Auth | None = None,
+        timeout: tuple[float, float] | float | None = None,
+        lookup: Lookup | None = None,
+        cache_auth: Any = None,
+    ) -> Flow:
+        """One logical call; see the module docstring. ``timeout`` (the caller's, per attempt)
+        replaces the policy's connect and read timeouts; ``lookup`` is a cache verdict the
+        driver already asked for (its fast path); ``cache_auth`` names the credential for the
+        cache key when the driver applies auth itself."""
+        started = self.clock()
+        auth = auth if auth is not None else self.auth
+        method = request.method
+        url = request.url
+        headers = request.headers
+        retry = self.retry
+        id_header = retry.request_id_header if retry is not None else None
+        request_id = headers.get(id_header) if id_header else None
+        cache = self.cache
+        lk = lookup
+        if cache is not None and lk is None:
+            lk = cache.lookup(method, url, headers, credential=self.credential(cache_auth or auth, headers))
+        if lk is not None:
+            hit = self.served_hit(lk, request_id)
+            if hit is not None:
+                return hit
+            for name, value in lk.request_headers:
+                if name not in headers:
+                    headers[name] = value
+        if retry is not None:
+            if id_header and request_id is None:
+                request_id = headers[id_header] = str(uuid.uuid4())
+            if retry.idempotency_header not in headers and retry.wants_key(method, url):
+                headers[retry.idempotency_header] = str(uuid.uuid4())
+        deadline = self.policies.timeouts.deadline()
+        state = RetryState(
+            method,
+            url,
+            retryable_method=retry.is_retryable_method(method, retry.idempotency_header in headers)
+            if retry is not None
+            else False,
+            replayable=request.replayable,
+        )
+        if self.budget is not None:
+            self.budget.record_request()
+        host = host_key(url)
+        breaker = self.breakers.get(host) if self.breakers is not None else None
+        bucket = self.limiters.get(host) if self.limiters is not None else None
+        waited = 0.0
+        reauthenticated = False
+        if auth is not None:
+            yield from self._auth(auth, auth.flow(request), deadline)
+        while True:
+            state.attempt += 1
+            error: ApiError | None = None
+            received: Received | None = None
+            if state.attempt > 1 and auth is not None:
+                yield from self._auth(auth, auth.flow(request, again=True), deadline)
+            sent_wall = self.wall()
+            try:
+                ticket = breaker.acquire() if breaker is not None else None
+            except CircuitOpen as exc:
+                error = exc
+            else:
+                try:
+                    if bucket is not None:
+                        wait = bucket.reserve(deadline)
+                        try:
+                            while wait > 0:
+                                yield Sleep(wait, "rate limit")
+                                waited += wait
+                                self.metrics.record_wait(wait)
+                                wait = bucket.pause_left(deadline)
+                        except BaseException:
+                            # Cancelled, or the server's pause crosses the deadline: the token
+                            # was never used.
+                            bucket.cancel()
+                            raise
+                    connect, read = self._attempt_timeouts(deadline, timeout)
+                    sent_wall = self.wall()
+                    reply = yield Send(request, connect, read, deadline, state.attempt)
+                except ApiError as exc:
+                    # Nothing was sent (the limiter or the deadline refused): no outcome to record.
+                    if breaker is not None and ticket is not None:
+                        breaker.release(ticket)
+                    error = exc
+                except BaseException:
+                    # Cancelled (GeneratorExit) or interrupted: the permit must come back.
+                    if breaker is not None and ticket is not None:
+                        breaker.release(ticket)
+                    raise
+                else:
+                    if isinstance(reply, Received):
+                        received = reply
+                        status = reply.status
+                        if breaker is not None and ticket is not None:
+                            breaker.record(ticket, failure=breaker.policy.is_failure(status))
+                        if bucket is not None:
+                            bucket.observe(status, reply.headers)
+                        if status == 429:
+                            self.metrics.record_status(429)
+                        if logger.isEnabledFor(logging.DEBUG):
+                            logger.debug("%s %s -> %d", method, redact_url(request.url), status)
+                    else:
+                        error = reply if isinstance(reply, ApiError) else TransportError("no reply")
+                        if breaker is not None and ticket is not None:
+                            if isinstance(error, TransportError | DeadlineExceeded):
+                                breaker.record(ticket, failure=breaker.policy.is_failure(None))
+                            else:
+                                breaker.release(ticket)
+                        if isinstance(error, TransportError) and deadline.expires_at is not None:
+                            if deadline.remaining() <= 0:
+                                late = DeadlineExceeded(
+                                    f"the total deadline ran out during attempt {state.attempt}: {error}"
+                                )
+                                late.__cause__ = error
+                                error = late
+            if received is not None:
+                status = received.status
+                if (
+                    status == 401
+                    and auth is not None
+                    and not reauthenticated
+                    and auth.on_unauthorized(request)
+                ):
+                    reauthenticated = True
+                    self.metrics.incr("auth_refreshes")
+                    continue  # the next attempt reapplies the credential, fetching a fresh token
+                if retry is None or status not in retry.statuses:
+                    return self._finish(request, received, lk, sent_wall, started, state, request_id, waited)
+                error = error_for_status(
+                    status,
+                    received.headers,
+                    received.body,
+                    response=received.native,
+                    retry_after=parse_retry_after(
+                        received.headers.get("Retry-After"), now=retry.wall_clock()
+                    ),
+                )
+            assert error is not None
+            if (
+                retry is None
+                or isinstance(error, CircuitOpen | DeadlineExceeded)
+                or (isinstance(error, RateLimited) and error.status == 0)
+            ):
+                return self._fail(error, received, lk, started, state, request_id, waited)
+            try:
+                delay = retry.next_sleep(state, error, deadline=deadline, rng=self.rng, budget=self.budget)
+            except ApiError as final:
+                if isinstance(final, RetriesExhausted) and "budget" in final.message:
+                    self.metrics.incr("budget_refusals")
+                return self._fail(final, None, lk, started, state, request_id, waited)
+            if delay is None:
+                return self._fail(error, received, lk, started, state, request_id, waited)
+            if logger.isEnabledFor(logging.INFO):
+                logger.info(
+                    "retrying %s %s in %.3f s after attempt %d: %s",
+                    method,
+                    redact_url(url),
+                    delay,
+                    state.attempt,
+                    type(error).__name__,
+                )
+            if delay > 0:
+                yield Sleep(delay, "backoff")
+            state.idle_for += delay
+
+    def _attempt_timeouts(
+        self, deadline: Deadline, timeout: tuple[float, float] | float | None
+    ) -> tuple[float | None, float | None]:
+        if timeout is None:
+            return self.policies.timeouts.for_attempt(deadline)
+        left = deadline.remaining()
+        if left <= 0:
+            raise DeadlineExceeded("the total deadline ran out before the next attempt")
+        if isinstance(timeout, tuple):
+            return (min(timeout[0], left), min(timeout[1], left))
+        return (min(timeout, left), min(timeout, left))
+
+    def _auth(self, auth: Auth, flow: AuthFlow, deadline: Deadline) -> Generator[Send | Sleep, Reply, None]:
+        """Drive an auth flow: its own requests (a token) are sent plainly, without policies."""
+        reply: Received | None = None
+        while True:
+            try:
+                wanted = flow.send(reply)  # type: ignore[arg-type]
+            except StopIteration:
+                return
+            if wanted.method == "WAIT":
+                step = getattr(auth, "WAIT_STEP", OAuth2ClientCredentials.WAIT_STEP)
+                yield Sleep(step, "token")
+                reply = None
+                continue
+            timeouts = getattr(auth, "timeout", None) or getattr(
+                getattr(auth, "inner", None), "timeout", None
+            )
+            connect, read = timeouts if isinstance(timeouts, tuple) else (3.05, 10.0)
+            left = deadline.remaining()
+            answer = yield Send(wanted, min(connect, left), min(read, left), deadline, 0)
+            if not isinstance(answer, Received):
+                error = (
+                    answer
+                    if isinstance(answer, ApiError)
+                    else TransportError("no reply to the token request")
+                )
+                flow.throw(error)
+                raise error  # the flow re-raises it; this line only satisfies the type checker
+            reply = answer
+
+    def _finish(
+        self,
+        request: Request,
+        received: Received,
+        lk: Lookup | None,
+        sent_wall: float,
+        started: float,
+        state: RetryState,
+        request_id: str | None,
+        waited: float,
+    ) -> Final:
+        cache_status: str | None = None
+        status = received.status
+        served = None
+        if self.cache is not None and lk is not None:
+            outcome = self.cache.on_response(
+                lk,
+                status,
+                received.headers,
+                received.body,
+                request_headers=request.headers,
+                request_time=sent_wall,
+                response_time=self.wall(),
+            )
+            cache_status = outcome.cache_status
+            served = outcome.response
+            if cache_status == "revalidated":
+                self.metrics.incr("cache_revalidations")
+            elif cache_status == "stale":
+                self.metrics.incr("cache_stale_served")
+            elif cache_status == "miss":
+                self.metrics.incr("cache_misses")
+        self.metrics.record_call(
+            latency=self.clock() - started,
+            attempts=state.attempt,
+            status=served.status if served is not None else status,
+            error=None,
+        )
+        info = CallInfo(state.attempt, request_id, cache_status, waited, state.idle_for)
+        if served is not None:
+            return Final(info, received=received, served=served)
+        return Final(info, received=received)
+
+    def _fail(
+        self,
+        error: ApiError,
+        received: Received | None,
+        lk: Lookup | None,
+        started: float,
+        state: RetryState,
+        request_id: str | None,
+        waited: float,
+    ) -> Final:
+        """End a call that did not succeed: stale-if-error, a returned response, or a raise."""
+        if self.cache is not None and lk is not None and _on_error_served(error):
+            stale = self.cache.on_error(lk, self.wall())
+            if stale is not None:
+                self.metrics.incr("cache_stale_served")
+                self.metrics.record_call(
+                    latency=self.clock() - started, attempts=state.attempt, status=stale.status, error=None
+                )
+                return Final(
+                    CallInfo(state.attempt, request_id, "stale", waited, state.idle_for),
+                    received=received,
+                    served=stale,
+                )
+        if isinstance(error, CircuitOpen):
+            self.metrics.incr("breaker_rejections")
+        if received is not None and isinstance(error, HttpError) and error.response is received.native:
+            # Not retryable (or not any more, by configuration): hand the response back, as
+            # requests and httpx do.
+            self.metrics.record_call(
+                latency=self.clock() - started, attempts=state.attempt, status=received.status, error=None
+            )
+            return Final(CallInfo(state.attempt, request_id, None, waited, state.idle_for), received=received)
+        self.metrics.record_call(
+            latency=self.clock() - started,
+            attempts=state.attempt,
+            status=getattr(error, "status", None) or None,
+            error=type(error).__name__,
+        )
+        raise error
+
+
+def drive(
+    flow: Flow,
+    send: Callable[[Send], Received],
+    sleep: Callable[[Sleep], object],
+    discard: Callable[[Any], object] | None = None,
+) -> Final:
+    """Run ``flow`` to its end with blocking I/O: the loop of every synchronous driver.
+
+    ``send`` performs one :class:`Send` (raising an :class:`ApiError` for a failed attempt),
+    ``sleep`` blocks for a :class:`Sleep`, ``discard`` closes a native response the flow moved past (a retried
+    error, say). However the loop ends, the flow is closed, so what it holds is given back.
+    """
+    reply: Reply = None
+    try:
+        while True:
+            action = flow.send(reply)
+            if discard is not None and isinstance(reply, Received) and reply.native is not None:
+                discard(reply.native)
+            if isinstance(action, Sleep):
+                sleep(action)
+                reply = None
+            else:
+                try:
+                    reply = send(action)
+                except ApiError as exc:
+                    reply = exc
+    except StopIteration as stop:
+        result: Final = stop.value
+        return result
+    finally:
+        flow.close()

@@ -1,0 +1,247 @@
+"""The sans-IO engine on its own: no HTTP library, no sockets, fake time.
+
+Each test drives :meth:`Engine.call` by hand, as a driver would: it reads what the flow yields
+(a Send or a Sleep), answers with a Received or an error, and checks the decisions. Only engine
+modules are imported here; ``test_neutral.py`` runs this file in a fresh interpreter and checks
+that neither ``requests`` nor ``httpx`` was imported.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from client._auth import ApiKeyAuth, HmacAuth, OAuth2ClientCredentials
+from client._breaker import BreakerPolicy
+from client._cache import CachePolicy
+from client._clock import FakeClock
+from client._engine import Engine
+from client._errors import (
+    ApiError,
+    CircuitOpen,
+    ConnectionFailed,
+    DeadlineExceeded,
+    ReadTimeout,
+    Unauthorized,
+)
+from client._http import Final, Headers, Received, Request, Send, Sleep
+from client._limiter import RateLimitPolicy, TokenBucket, reset_seconds
+from client._policies import Policies
+from client._retry import RetryPolicy
+from client._timeouts import Timeouts
+
+URL = "http://api.test/profiles"
+
+
+def engine(clock: FakeClock, **policies: Any) -> Engine:
+    base: dict[str, Any] = {
+        "retry": RetryPolicy(budget=None, rng=random.Random(7)),
+        "breaker": None,
+        "limiter": None,
+        "cache": None,
+        "timeouts": Timeouts(connect=3, read=10, total=30),
+    }
+    base.update(policies)
+    return Engine(Policies(**base).with_time(clock=clock.clock, wall_clock=clock.wall, sleep=clock.sleep))
+
+
+def ok(status: int = 200, body: bytes = b"{}", **headers: str) -> Received:
+    return Received(status, Headers({k.replace("_", "-"): v for k, v in headers.items()}), body)
+
+
+class Driver:
+    """A scripted driver: answers each Send from ``script`` (the last entry repeats)."""
+
+    def __init__(self, clock: FakeClock, *script: Received | ApiError) -> None:
+        self.clock = clock
+        self.script = list(script)
+        self.sends: list[Send] = []
+        self.sleeps: list[Sleep] = []
+        self.headers: list[dict[str, str]] = []
+
+    def run(self, flow: Any) -> Final:
+        reply: Any = None
+        try:
+            while True:
+                action = flow.send(reply)
+                if isinstance(action, Sleep):
+                    self.sleeps.append(action)
+                    self.clock.sleep(action.seconds)
+                    reply = None
+                    continue
+                self.sends.append(action)
+                self.headers.append(dict(action.request.headers))
+                reply = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+        except StopIteration as stop:
+            return stop.value
+
+
+def request(method: str = "GET", url: str = URL, body: bytes | None = None, **headers: str) -> Request:
+    return Request(method, url, Headers({k.replace("_", "-"): v for k, v in headers.items()}), body)
+
+
+def test_one_attempt_with_a_request_id_and_clipped_timeouts() -> None:
+    clock = FakeClock()
+    driver = Driver(clock, ok())
+    final = driver.run(engine(clock).call(request()))
+    assert final.received is not None and final.received.status == 200
+    [send] = driver.sends
+    assert (send.connect, send.read, send.attempt) == (3, 10, 1)
+    assert final.info.attempts == 1 and final.info.request_id == driver.headers[0]["X-Request-ID"]
+
+
+def test_retry_sleeps_then_resends_with_the_same_request_id() -> None:
+    clock = FakeClock()
+    driver = Driver(clock, ok(503), ok(502), ok())
+    final = driver.run(engine(clock).call(request()))
+    assert [s.reason for s in driver.sleeps] == ["backoff", "backoff"]
+    assert len({h["X-Request-ID"] for h in driver.headers}) == 1 and len(driver.sends) == 3
+    assert final.info.attempts == 3 and final.info.idle_for == pytest.approx(sum(clock.sleeps))
+
+
+def test_post_has_no_key_and_no_retry_unless_opted_in() -> None:
+    clock = FakeClock()
+    driver = Driver(clock, ok(503), ok())
+    final = driver.run(engine(clock).call(request("POST", body=b"{}")))
+    assert len(driver.sends) == 1 and final.received is not None and final.received.status == 503
+    assert "Idempotency-Key" not in driver.headers[0]
+    for retry in (
+        RetryPolicy(budget=None, idempotency_methods=frozenset({"POST"})),
+        RetryPolicy(budget=None, idempotency_hosts=frozenset({"http://api.test"})),
+        RetryPolicy(budget=None, idempotency_hosts=frozenset({"api.test"})),
+    ):
+        driver = Driver(clock, ok(503), ok())
+        driver.run(engine(clock, retry=retry).call(request("POST", body=b"{}")))
+        assert len(driver.sends) == 2
+        assert len({h["Idempotency-Key"] for h in driver.headers}) == 1
+
+
+def test_idempotency_hosts_leave_other_hosts_alone() -> None:
+    clock = FakeClock()
+    retry = RetryPolicy(budget=None, idempotency_hosts=frozenset({"https://pay.example"}))
+    driver = Driver(clock, ok(503), ok())
+    driver.run(engine(clock, retry=retry).call(request("POST", body=b"{}")))
+    assert len(driver.sends) == 1 and "Idempotency-Key" not in driver.headers[0]
+
+
+def test_retry_after_past_the_deadline_is_deadline_exceeded_without_sleeping() -> None:
+    clock = FakeClock()
+    driver = Driver(clock, ok(429, Retry_After="60"))
+    with pytest.raises(DeadlineExceeded):
+        driver.run(engine(clock, timeouts=Timeouts(total=10)).call(request()))
+    assert driver.sleeps == [] and len(driver.sends) == 1
+
+
+def test_a_transport_error_after_the_deadline_is_deadline_exceeded() -> None:
+    clock = FakeClock()
+
+    class Slow(Driver):
+        def run(self, flow: Any) -> Final:
+            next(flow)
+            self.clock.advance(31)
+            return flow.send(ReadTimeout("read timed out"))
+
+    with pytest.raises(DeadlineExceeded) as info:
+        Slow(clock).run(engine(clock).call(request()))
+    assert isinstance(info.value.__cause__, ReadTimeout)
+
+
+def test_open_breaker_yields_no_send() -> None:
+    clock = FakeClock()
+    eng = engine(clock, retry=None, breaker=BreakerPolicy(window=2, min_calls=2))
+    for _ in range(2):
+        Driver(clock, ok(500)).run(eng.call(request()))
+    driver = Driver(clock, ok())
+    with pytest.raises(CircuitOpen):
+        driver.run(eng.call(request()))
+    assert driver.sends == []
+
+
+def test_cancelled_call_releases_its_half_open_permit() -> None:
+    clock = FakeClock()
+    eng = engine(clock, retry=None, breaker=BreakerPolicy(window=2, min_calls=2, open_for=5))
+    for _ in range(2):
+        Driver(clock, ok(500)).run(eng.call(request()))
+    clock.advance(5)
+    flow = eng.call(request())
+    assert isinstance(next(flow), Send)
+    breaker = eng.breakers.get("http://api.test:80")  # type: ignore[union-attr]
+    assert breaker.in_flight_probes == 1
+    flow.close()  # the task was cancelled while the probe was in flight
+    assert breaker.in_flight_probes == 0
+
+
+def test_cancelled_wait_gives_the_limiter_token_back() -> None:
+    clock = FakeClock()
+    eng = engine(clock, retry=None, limiter=RateLimitPolicy(rate=1, burst=1))
+    Driver(clock, ok()).run(eng.call(request()))
+    bucket = eng.limiters.get("http://api.test:80")  # type: ignore[union-attr]
+    flow = eng.call(request())
+    action = next(flow)
+    assert isinstance(action, Sleep) and action.reason == "rate limit"
+    assert bucket.level() < 0
+    flow.close()
+    assert bucket.level() == pytest.approx(0.0)
+
+
+def test_x_ratelimit_reset_below_a_billion_is_seconds_to_wait() -> None:
+    assert reset_seconds("7", now=1_700_000_000.0) == 7.0
+    assert reset_seconds("1700000010", now=1_700_000_000.0) == pytest.approx(10.0)
+    assert reset_seconds("soon", now=0.0) is None
+    clock = FakeClock()
+    bucket = TokenBucket(
+        RateLimitPolicy(rate=100, burst=100, clock=clock.clock, wall_clock=clock.wall, sleep=clock.sleep)
+    )
+    bucket.observe(200, {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "7"})
+    assert bucket.paused_until - clock() == pytest.approx(7.0)
+
+
+def test_cache_hit_reports_this_call_not_the_original_miss() -> None:
+    clock = FakeClock()
+    eng = engine(clock, cache=CachePolicy())
+    first = Driver(clock, ok(Cache_Control="max-age=60"), ok(503)).run(eng.call(request()))
+    assert first.info.cache == "miss" and first.info.attempts == 1
+    hit = Driver(clock, ok()).run(eng.call(request()))
+    assert hit.served is not None and hit.received is None
+    assert hit.info.attempts == 0 and hit.info.cache == "hit" and hit.info.request_id is None
+    assert hit.info.rate_limit_wait == 0.0 and hit.info.idle_for == 0.0
+
+
+def test_oauth_token_is_fetched_through_the_driver() -> None:
+    clock = FakeClock()
+    auth = OAuth2ClientCredentials("c", "s3cret-engine", token_url="http://api.test/oauth/token", clock=clock)
+    token = ok(body=b'{"access_token": "tok-1", "token_type": "Bearer", "expires_in": 60}')
+    driver = Driver(clock, token, ok())
+    driver.run(engine(clock).call(request(), auth=auth))
+    assert [s.attempt for s in driver.sends] == [0, 1]
+    assert driver.sends[0].request.url == "http://api.test/oauth/token"
+    assert driver.headers[1]["Authorization"] == "Bearer tok-1"
+
+
+def test_refused_token_request_ends_the_call() -> None:
+    clock = FakeClock()
+    auth = OAuth2ClientCredentials(
+        "c", "s3cret-refused", token_url="http://api.test/oauth/token", clock=clock
+    )
+    driver = Driver(clock, ok(401, body=b'{"error": "invalid_client"}'))
+    with pytest.raises(Unauthorized):
+        driver.run(engine(clock).call(request(), auth=auth))
+    assert not auth._refreshing
+
+
+def test_signature_is_redone_on_every_attempt() -> None:
+    clock = FakeClock()
+    auth = HmacAuth("engine-signing-secret", inner=ApiKeyAuth("k-1"), wall_clock=clock.wall)
+    driver = Driver(clock, ok(503), ok())
+    driver.run(engine(clock).call(request(), auth=auth))
+    assert len({h["X-Signature"] for h in driver.headers}) == 2
+    assert all(h["X-API-Key"] == "k-1" for h in driver.headers)
+
+
+def test_connect_failure_is_retried_even_for_a_post() -> None:
+    clock = FakeClock()
+    driver = Driver(clock, ConnectionFailed("refused", request_sent=False), ok(201))
+    final = driver.run(engine(clock).call(request("POST", body=b"{}")))
+    assert final.received is not None and final.received.status == 201 and len(driver.sends) == 2
