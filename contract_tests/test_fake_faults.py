@@ -84,6 +84,8 @@ def faulty_schema(faulty: ServerThread) -> Any:
             **tomllib.loads(
                 '[checks.positive_data_acceptance]\nexpected-statuses = ["2xx", "3xx", "400", "401",'
                 ' "403", "404", "409", "412", "429", "5xx"]\n'
+                '[checks.negative_data_rejection]\nexpected-statuses = ["400", "401", "403", "404", "405",'
+                ' "406", "409", "413", "414", "415", "422", "428", "429", "431", "5xx"]\n'
             ),
             "base-url": faulty.url,
             "auth": {"openapi": {"ApiKey": {"api_key": "demo-key"}}},

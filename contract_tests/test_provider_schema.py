@@ -4,7 +4,8 @@ Each operation is driven with valid data (which must be accepted) and invalid da
 must be rejected), and every response is validated against the document: status, headers,
 content type and body. Beyond schemathesis's defaults, a valid request may also meet 400
 (an opaque ``cursor`` the server did not issue) and 412 (an ``If-Match`` that names another
-version): both reject state, not format.
+version): both reject state, not format. Invalid data may also be refused for its size before
+it is parsed (413, 414, 431).
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ pytestmark = pytest.mark.socket
 CONFIG = """
 [checks.positive_data_acceptance]
 expected-statuses = ["2xx", "3xx", "400", "401", "403", "404", "409", "412", "429", "5xx"]
+
+[checks.negative_data_rejection]
+expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "414", "415", "422", "428",
+    "429", "431", "5xx"]
 """
 OPERATIONS = [
     ("GET", "/health"),
