@@ -130,7 +130,7 @@ class HttpCache:
             entry = next((e for e in reversed(variants) if e.matches(req.lines)), None)
             if entry is not None:
                 self._store.touch(entry)
-        if entry is not None:
+        if entry is not None and not req.precondition:
             age = entry.age(now)
             fresh = entry.lifetime > age
             staleness = age - entry.lifetime
@@ -168,7 +168,7 @@ class HttpCache:
                 return answer(
                     Action.STALE,
                     self._serve(entry, method, req, age, "stale", answer_conditional=False),
-                    _with_validators(headers, [entry], req),
+                    _with_validators(headers, [entry], req, selected=True),
                     entry=entry,
                     background=background,
                     validators_from=(entry,),
@@ -182,16 +182,20 @@ class HttpCache:
         if req.conditional or req.precondition:
             # The caller's own conditional request goes as it is; its 304 is the caller's.
             return answer(Action.MISS if entry is None else Action.REVALIDATE, None, headers, entry=entry)
-        # RFC 9111 §4.3.1: validate the selected response; with none selected (a Vary mismatch)
-        # offer the entity tags of every stored response for the URL (§4.1).
-        sources = [entry] if entry is not None else [e for e in variants if e.etag]
-        sources = [e for e in sources if e.etag or e.last_modified]
+        # RFC 9111 §4.3.1: validate the selected response. With none selected (a Vary mismatch)
+        # offer the entity tag of the newest stored response for the URL (§4.1): a 304 then can
+        # only mean that one, even from a server that leaves the ETag out of its 304. Never its
+        # Last-Modified: another variant unmodified since that date says nothing of this one.
+        if entry is not None:
+            sources = [entry] if entry.etag or entry.last_modified else []
+        else:
+            sources = [e for e in variants if e.etag][-1:]
         if not sources:
             return answer(Action.MISS, None, headers, entry=entry)
         return answer(
             Action.REVALIDATE if entry is not None else Action.MISS,
             None,
-            _with_validators(headers, sources, req),
+            _with_validators(headers, sources, req, selected=entry is not None),
             entry=entry,
             validators_from=tuple(sources),
         )
@@ -226,7 +230,11 @@ class HttpCache:
         if lookup.action is Action.BYPASS:
             return Outcome(response=None, cache_status="bypass")
         req = RequestView(lookup.caller_headers)
-        if status in STALE_IF_ERROR_STATUSES and entry is not None and not req.conditional:
+        if (
+            status in STALE_IF_ERROR_STATUSES
+            and entry is not None
+            and not (req.conditional or req.precondition)
+        ):
             stale = self._stale_on_error(entry, method, req, response_time)
             if stale is not None:
                 return Outcome(response=stale, cache_status="stale")
@@ -256,8 +264,8 @@ class HttpCache:
         if entry is None or lookup.action is Action.BYPASS:
             return None
         req = RequestView(lookup.caller_headers)
-        if req.conditional:
-            return None
+        if req.conditional or req.precondition:
+            return None  # the caller asked the origin a question only the origin can answer
         return self._stale_on_error(entry, lookup.method, req, now)
 
     # -- invalidation ------------------------------------------------------------------------
@@ -592,7 +600,7 @@ def _not_modified_for(entry: Entry, req: RequestView) -> bool:
     return basis <= ims
 
 
-def _with_validators(headers: Headers, sources: list[Entry], req: RequestView) -> Headers:
+def _with_validators(headers: Headers, sources: list[Entry], req: RequestView, *, selected: bool) -> Headers:
     """The request with If-None-Match / If-Modified-Since from ``sources`` (RFC 9111 §4.3.1)."""
     tags: list[str] = []
     for e in sources:
@@ -601,8 +609,8 @@ def _with_validators(headers: Headers, sources: list[Entry], req: RequestView) -
     extra: list[tuple[str, str]] = []
     if tags:
         extra.append(("If-None-Match", ", ".join(tags)))
-    # Last-Modified only when one response is validated and the request is not for a range.
-    if len(sources) == 1 and sources[0].last_modified and "range" not in req.lines:
+    # Last-Modified only for the selected response, and not for a range request.
+    if selected and sources[0].last_modified and "range" not in req.lines:
         extra.append(("If-Modified-Since", sources[0].last_modified))
     return headers + tuple(extra)
 
