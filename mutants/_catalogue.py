@@ -110,30 +110,30 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         id="request-id-per-attempt",
         description="each attempt gets a new X-Request-ID",
-        file="client/_transport.py",
-        old="                if state.attempt > 1 and auth is not None:\n",
-        new="                if state.attempt > 1 and retry is not None and retry.request_id_header:\n"
-        "                    headers[retry.request_id_header] = str(uuid.uuid4())\n"
-        "                if state.attempt > 1 and auth is not None:\n",
+        file="client/_engine.py",
+        old="            if state.attempt > 1 and auth is not None:\n",
+        new="            if state.attempt > 1 and id_header:\n"
+        "                headers[id_header] = str(uuid.uuid4())\n"
+        "            if state.attempt > 1 and auth is not None:\n",
         probe="retry",
     ),
     Mutant(
         id="idempotency-key-per-attempt",
         description="each attempt of a POST gets a new Idempotency-Key",
-        file="client/_transport.py",
-        old="                if state.attempt > 1 and auth is not None:\n",
-        new="                if state.attempt > 1 and retry is not None"
+        file="client/_engine.py",
+        old="            if state.attempt > 1 and auth is not None:\n",
+        new="            if state.attempt > 1 and retry is not None"
         " and retry.idempotency_header in headers:\n"
-        "                    headers[retry.idempotency_header] = str(uuid.uuid4())\n"
-        "                if state.attempt > 1 and auth is not None:\n",
+        "                headers[retry.idempotency_header] = str(uuid.uuid4())\n"
+        "            if state.attempt > 1 and auth is not None:\n",
         probe="retry",
     ),
     Mutant(
         id="no-idempotency-key",
-        description="POSTs never get an Idempotency-Key, so they are never retried",
-        file="client/_transport.py",
-        old="if method in retry.idempotency_methods and retry.idempotency_header not in headers:",
-        new="if method in retry.idempotency_methods and retry.idempotency_header in headers:",
+        description="a POST never gets the Idempotency-Key its policy opts into, so it is never retried",
+        file="client/_engine.py",
+        old="if retry.idempotency_header not in headers and retry.wants_key(method, url):",
+        new="if retry.idempotency_header in headers and retry.wants_key(method, url):",
         probe="retry",
     ),
     # -- client: circuit breaker ----------------------------------------------------------------
@@ -202,10 +202,10 @@ MUTANTS: tuple[Mutant, ...] = (
     # -- client: rate limiter -------------------------------------------------------------------
     Mutant(
         id="x-ratelimit-reset-as-seconds",
-        description="X-RateLimit-Reset is read as seconds to wait instead of an epoch",
+        description="an epoch X-RateLimit-Reset is read as seconds to wait",
         file="client/_limiter.py",
-        old="pause = float(reset) - policy.wall_clock() if reset is not None else None",
-        new="pause = float(reset) if reset is not None else None",
+        old="        return max(0.0, number)\n    return number - now\n",
+        new="        return max(0.0, number)\n    return number\n",
         probe="limiter",
     ),
     Mutant(
@@ -263,24 +263,25 @@ MUTANTS: tuple[Mutant, ...] = (
         id="no-cache-served-fresh",
         description="a no-cache response is served from the cache without revalidating",
         file="client/_cache.py",
-        old='        lifetime = 0.0 if "no-cache" in directives else self._lifetime(directives, headers)',
-        new="        lifetime = self._lifetime(directives, headers)",
+        old='        lifetime = 0.0 if "no-cache" in directives'
+        " else self._lifetime(directives, entry.headers)",
+        new="        lifetime = self._lifetime(directives, entry.headers)",
         probe="cache",
     ),
     Mutant(
         id="cache-shared-across-credentials",
         description="the cache key leaves out the credential: one tenant reads another's entry",
-        file="client/_transport.py",
+        file="client/_engine.py",
         old="        return credential_digest(identity, authz, api_key)",
         new='        return identity or ""',
         probe="cache",
     ),
     Mutant(
         id="put-delete-keep-cache",
-        description="PUT and DELETE do not invalidate the cached GET of their URL",
-        file="client/_transport.py",
-        old='_UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})',
-        new='_UNSAFE = frozenset({"POST", "PATCH"})',
+        description="PUT and DELETE count as safe: they do not invalidate the cached GET of their URL",
+        file="client/_cache.py",
+        old='_SAFE = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})',
+        new='_SAFE = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})',
         probe="cache",
     ),
     # -- fake: fault injection ------------------------------------------------------------------

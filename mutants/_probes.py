@@ -163,7 +163,13 @@ def retry() -> Observations:
     _observe(out, "an empty budget allows a retry", budget_allows)
 
     def headers_of_attempts() -> dict[str, int]:
-        policy = RetryPolicy(attempts=3, budget=None, backoff_base=0.001, rng=random.Random(0))
+        policy = RetryPolicy(
+            attempts=3,
+            budget=None,
+            backoff_base=0.001,
+            idempotency_methods=frozenset({"POST"}),
+            rng=random.Random(0),
+        )
         session, adapter, _ = _session(_only(retry=policy), [(503, {}), (503, {}), (201, {})])
         _call(session, "POST", json={"a": 1})
         return {
