@@ -1,5 +1,6 @@
 """``make bench``: every benchmark, each figure a ratio against a baseline run side by side.
 
+``python -m bench [server] [faults] [client] [locust]`` runs only the steps named (default: all).
 Results are also written as JSON to ``bench/results/latest.json``. Each benchmark starts its
 own servers in their own processes, on loopback, and stops them.
 """
@@ -13,13 +14,14 @@ from typing import Any
 
 from bench import bench_client, bench_faults, bench_server
 
+STEPS = ("server", "faults", "client", "locust")
 
-def _locust(results: dict[str, Any]) -> str:
+
+def _locust() -> tuple[dict[str, Any], str]:
     from load_tests.bench import compare_users
 
     figures = compare_users(10.0, users=4, rounds=2)
-    results["locust_users"] = figures
-    return (
+    return figures, (
         f"Locust user with the reference client vs a plain requests user ({figures['task']}, "
         f"{figures['users']} users, {figures['rounds']} rounds)\n"
         f"  {figures['resilient_rps']:.1f} vs {figures['plain_rps']:.1f} requests/s:"
@@ -27,18 +29,28 @@ def _locust(results: dict[str, Any]) -> str:
     )
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    chosen = argv if argv is not None else sys.argv[1:]
+    unknown = [step for step in chosen if step not in STEPS]
+    if unknown:
+        print(f"bench: unknown step(s) {', '.join(unknown)}; choose from {', '.join(STEPS)}", file=sys.stderr)
+        return 2
+    steps = chosen or list(STEPS)
     results: dict[str, Any] = {}
-    steps = [
-        ("server_throughput", bench_server.run, bench_server.report),
-        ("faults", bench_faults.run, bench_faults.report),
-        ("client", bench_client.run, bench_client.report),
-    ]
-    for name, run, report in steps:
-        figures = run()
-        results[name] = figures
-        print(report(figures), "\n", flush=True)
-    print(_locust(results), flush=True)
+    if "server" in steps:
+        results["server_throughput"] = bench_server.run()
+        print(bench_server.report(results["server_throughput"]), "\n", flush=True)
+    if "faults" in steps:
+        # The fidelity load is half the bare app's capacity, as just measured when it was.
+        capacity = results.get("server_throughput", {}).get("GET /health", {}).get("bare_rps")
+        results["faults"] = bench_faults.run(capacity_rps=capacity)
+        print(bench_faults.report(results["faults"]), "\n", flush=True)
+    if "client" in steps:
+        results["client"] = bench_client.run()
+        print(bench_client.report(results["client"]), "\n", flush=True)
+    if "locust" in steps:
+        results["locust_users"], text = _locust()
+        print(text, flush=True)
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     (out / "latest.json").write_text(json.dumps(results, indent=2))

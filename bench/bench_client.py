@@ -51,7 +51,8 @@ def _side_by_side(
 
 def run(calls: int = 1500, rounds: int = 5) -> dict[str, Any]:
     port = free_port()
-    with fake(port) as url:
+    with fake(port) as served:
+        url = served.url
         requests.post(f"{url}/profiles", json=PROFILE, headers=KEY, timeout=5)
         policies = Policies(
             retry=RetryPolicy(),

@@ -53,6 +53,7 @@ from ._inputs import (
 from ._openapi import DATE_RANGE_PATTERN, IDEMPOTENCY_PATTERN, openapi_document
 from ._ratelimit import FailureLimiter, RateLimiter
 from ._request import Endpoint
+from ._routing import DirectRouter
 from ._store import IdempotencyRecord, Profile, Store
 from ._tenants import TenantDirectory
 from ._traffic import TIMEFRAMES, Traffic, day_of
@@ -161,11 +162,9 @@ class Api:
             Route(path, Endpoint(_by_method(handlers)), methods=list(handlers))
             for path, handlers in table.items()
         ]
-        return Starlette(
-            routes=routes,
-            exception_handlers={HTTPException: self._http_exception, Exception: self._unhandled},
-            lifespan=self._lifespan,
-        )
+        app = Starlette(exception_handlers={HTTPException: self._http_exception, Exception: self._unhandled})
+        app.router = DirectRouter(routes, lifespan=self._lifespan)
+        return app
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
