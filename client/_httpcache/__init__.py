@@ -7,7 +7,8 @@ Types
 -----
 ``Headers`` is a tuple of ``(name, value)`` pairs in wire order (names in any case, repeated
 names allowed). Every method that takes headers also accepts a ``Mapping[str, str]`` or any
-iterable of pairs.
+iterable of pairs (for httpx pass ``headers.multi_items()``, so repeated lines stay apart;
+requests' comma-joined values parse the same way).
 
 ``StoredResponse`` (frozen): ``status``, ``headers``, ``body`` (bytes), ``request_time`` and
 ``response_time`` (epoch seconds: when the request that fetched it left, and when the response
@@ -15,13 +16,18 @@ arrived; RFC 9111 §4.2.3).
 
 ``ServedResponse`` (frozen): what the engine hands its caller instead of an origin response:
 ``status``, ``headers`` (with a computed ``Age``), ``body`` (``b""`` for HEAD), and
-``cache_status``, one of ``"hit"``, ``"stale"``, ``"revalidated"``, ``"unavailable"``.
+``cache_status``, one of ``"hit"``, ``"stale"``, ``"revalidated"``, ``"unavailable"``. Its
+status is not always the stored one: a caller's own ``If-None-Match`` / ``If-Modified-Since``
+matching a fresh response gets a 304 (§4.3.2); a ``Range`` on a stored 200 gets a 206 or a
+416 (§3.4); ``only-if-cached`` with nothing usable gets a 504 (§5.2.1.7).
 
-``Action`` (enum): ``HIT`` (fresh), ``STALE`` (served stale under ``stale-while-revalidate``),
-``REVALIDATE`` (a conditional request is needed), ``MISS`` (nothing usable; the request may
-still carry validators of stored variants), ``UNAVAILABLE`` (``only-if-cached`` and nothing
-usable: a 504 to serve), ``BYPASS`` (not a cacheable request: a method the policy does not
-cache, or a request with ``no-store``; the response still invalidates, RFC 9111 §4.4).
+``Action`` (enum): ``HIT`` (fresh), ``STALE`` (served stale: within ``stale-while-revalidate``,
+or within the caller's ``max-stale``), ``REVALIDATE`` (a conditional request is needed), ``MISS``
+(nothing usable; the request may still carry the ETag of another stored variant),
+``UNAVAILABLE`` (``only-if-cached`` and nothing usable: a 504 to serve), ``BYPASS`` (not a
+cacheable request: any method but GET and HEAD, one the policy leaves out, or a request with
+``no-store``; send it as it is and still call ``on_response``, which invalidates, §4.4).
+HEAD is answered from a stored GET response (RFC 9110 §9.3.2).
 
 ``Lookup`` (frozen): ``action``; ``response`` (a ``ServedResponse`` to return to the caller
 *now*, or ``None`` when the engine must send a request); ``request_headers`` (the headers to
@@ -37,7 +43,9 @@ response, or ``None``: return the origin's response unchanged), ``cache_status``
 
 ``CachePolicy`` (frozen, keyword-only): the public fields of the old ``client.CachePolicy``
 (``max_entries``, ``max_entry_bytes``, ``stale_if_error``, ``methods``, ``clock``,
-``wall_clock``) plus ``max_total_bytes`` and ``heuristic_fraction`` / ``heuristic_max``.
+``wall_clock``) plus ``max_total_bytes`` and ``heuristic_fraction`` / ``heuristic_max``. A bad
+value raises ``CachePolicyError`` (a ``ValueError`` naming the field). Only ``wall_clock`` is
+read: every age is epoch seconds, comparable with ``Date``.
 
 The engine's loop
 -----------------
@@ -62,9 +70,12 @@ The engine's loop
 
 ``on_response`` stores (§3), folds a 304 into the stored response it validates (§4.3.4) and
 serves that, serves a stale entry for a 500/502/503/504 when stale-if-error allows, and
-invalidates after a non-error response to an unsafe method (§4.4). ``body=None`` means "not
-buffered": nothing is stored, everything else still happens. Retries belong inside ``send``:
-call ``on_response`` once, with the final response.
+invalidates after a non-error response to an unsafe method (§4.4). A 304 answering the
+caller's *own* conditional request is the caller's: ``Outcome.response`` is ``None`` (stored
+responses it validates are still refreshed). ``body=None`` means "not buffered" (a stream):
+nothing is stored, everything else still happens. Retries belong inside ``send``: call
+``on_response`` once, with the final response. ``on_error`` is for no response at all; for
+an unsafe method it invalidates the URL (the request may have landed) and returns ``None``.
 
 Other methods: ``on_error(lookup, now=None)``, ``invalidate(method, url, status, headers)``,
 ``invalidate_url(url, base=None)``, ``clear()``, ``len(cache)``. Helpers:

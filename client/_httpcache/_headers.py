@@ -82,6 +82,8 @@ def combined(headers: Headers, name: str) -> str | None:
 
 def _split_members(value: str) -> list[str]:
     """The comma-separated members of a list field, quoted commas kept, OWS trimmed."""
+    if '"' not in value:
+        return [m.strip(_WS) for m in value.split(",")]
     out: list[str] = []
     buf: list[str] = []
     quoted = escaped = False
@@ -137,8 +139,15 @@ def _is_token(value: str) -> bool:
     return bool(value) and all(c in _TCHAR for c in value)
 
 
-@lru_cache(maxsize=512)
+# Parsers memoise short values only: a server's megabyte-long field must not stay pinned in a cache.
+_MEMO_MAX_LEN = 256
+
+
 def _parse_cc_line(line: str) -> tuple[tuple[str, str | None], ...]:
+    return _parse_cc_line_memo(line) if len(line) <= _MEMO_MAX_LEN else _parse_cc_line_raw(line)
+
+
+def _parse_cc_line_raw(line: str) -> tuple[tuple[str, str | None], ...]:
     out: list[tuple[str, str | None]] = []
     for member in _split_members(line):
         if not member:
@@ -158,6 +167,9 @@ def _parse_cc_line(line: str) -> tuple[tuple[str, str | None], ...]:
         if unquoted is not None:
             out.append((name.lower(), unquoted))
     return tuple(out)
+
+
+_parse_cc_line_memo = lru_cache(maxsize=512)(_parse_cc_line_raw)
 
 
 def parse_cache_control(value: str | Iterable[str] | None) -> dict[str, str | None]:
@@ -212,7 +224,6 @@ _RFC850 = re.compile(r"([a-z]{6,9}), (\d\d)-([a-z]{3})-(\d\d) (\d\d):(\d\d):(\d\
 _ASCTIME = re.compile(r"([a-z]{3}) ([a-z]{3}) ( \d|\d\d) (\d\d):(\d\d):(\d\d) (\d{4})")
 
 
-@lru_cache(maxsize=1024)
 def parse_http_date(value: str | None) -> float | None:
     """An HTTP-date (RFC 9110 §5.6.7) as epoch seconds, or ``None`` when invalid.
 
@@ -223,11 +234,14 @@ def parse_http_date(value: str | None) -> float | None:
     An rfc850 two-digit year more than 50 years ahead is read as the previous century's
     (against the real calendar: this rare format is not worth a clock).
     """
-    if value is None:
+    if value is None or len(value) > 64:
         return None
+    return _parse_http_date(value)
+
+
+@lru_cache(maxsize=1024)
+def _parse_http_date(value: str) -> float | None:
     text = value.strip(_WS).lower()
-    if len(text) > 40:
-        return None
     if m := _IMF.fullmatch(text):
         if m[1] not in _DAYS:
             return None

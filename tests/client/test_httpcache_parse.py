@@ -269,3 +269,15 @@ def test_the_cache_imports_no_io_library():
                 elif node.level == 0:
                     top = (node.module or "").split(".")[0]
                     assert top not in {"requests", "httpx", "urllib3", "aiohttp", "socket", "client"}, path
+
+
+def test_long_field_values_are_not_memoised():
+    """Bounded memory: a server's huge field value is parsed but never pinned in a parser's memo."""
+    from client._httpcache import _headers
+
+    cc_before = _headers._parse_cc_line_memo.cache_info().currsize
+    date_before = _headers._parse_http_date.cache_info().currsize
+    assert parse_cache_control("max-age=1, " + "x" * 100_000) == {"max-age": "1", "x" * 100_000: None}
+    assert parse_http_date("Thu, 18 Aug 2050 02:01:18 GMT" + " " * 100_000) is None
+    assert _headers._parse_cc_line_memo.cache_info().currsize == cc_before
+    assert _headers._parse_http_date.cache_info().currsize == date_before
