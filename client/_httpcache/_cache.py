@@ -365,6 +365,10 @@ class HttpCache:
             allowed = max(allowed, float(req.max_stale))
         if staleness > allowed:
             return None
+        if allowed == 0 and (req.no_cache or req.max_age is not None or req.min_fresh is not None):
+            # A fresh response the caller refused without validation is no fallback unless a
+            # stale-if-error allowance says so.
+            return None
         return self._serve(entry, method, req, age, "stale", answer_conditional=False)
 
     def _not_modified(

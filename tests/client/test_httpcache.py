@@ -794,6 +794,16 @@ def test_stale_if_error_never_serves_what_must_be_revalidated(make, origin, cloc
     assert fetch(cache, origin).status == 500
 
 
+def test_fresh_entry_stands_in_on_error_unless_the_caller_refused_it(cache, origin):
+    """RFC 5861 §4: a fresh entry may stand in for a failed forced revalidation only with an allowance."""
+    origin.script = [ok(Cache_Control="max-age=600", ETag='"e"'), Gone(), Gone()]
+    fetch(cache, origin)
+    with pytest.raises(Gone):
+        fetch(cache, origin, headers={"Cache-Control": "no-cache"})
+    r = fetch(cache, origin, headers={"Cache-Control": "no-cache, stale-if-error=10"})
+    assert r.cache_status == "stale" and r.body == b"v1"
+
+
 def test_no_cache_entry_is_not_served_on_error_even_when_fresh(make, origin):
     """RFC 9111 §5.2.2.4: a no-cache response needs successful validation, which a failure is not."""
     cache = make(stale_if_error=600)
