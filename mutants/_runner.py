@@ -275,6 +275,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--list", action="store_true", help="list the catalogue and exit")
     parser.add_argument(
+        "--check", action="store_true", help="only check that every mutant still applies to the working tree"
+    )
+    parser.add_argument(
         "--probe-only", action="store_true", help="only show that each mutant changes behaviour"
     )
     parser.add_argument(
@@ -315,6 +318,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     scratch: Path | None = None
     try:
         mutants = _select(args.only)
+        if args.check:
+            problems = stale(ROOT, mutants)
+            for problem in problems:
+                print(f"stale: {problem}", file=sys.stderr)
+            print(f"{len(mutants) - len(problems)} of {len(mutants)} mutants apply")
+            return 2 if problems else 0
         scratch = build_scratch(args.ref)
         print(f"scratch copy: {scratch}" if args.keep else "scratch copy made", flush=True)
         check_imports(scratch)
