@@ -38,6 +38,74 @@ def load_suites() -> list[dict[str, Any]]:
     return json.loads(CASES.read_text(encoding="utf-8"))["suites"]  # type: ignore[no-any-return]
 
 
+# The suite cites RFC 9111 by anchor; these are the section numbers of the published RFC.
+RFC9111_SECTIONS = {
+    "caching.overview": "2",
+    "response.cacheability": "3",
+    "storing.fields": "3.1",
+    "combining.responses": "3.4",
+    "caching.authenticated.responses": "3.5",
+    "constructing.responses.from.caches": "4",
+    "caching.negotiated.responses": "4.1",
+    "expiration.model": "4.2",
+    "calculating.freshness.lifetime": "4.2.1",
+    "heuristic.freshness": "4.2.2",
+    "serving.stale.responses": "4.2.4",
+    "validation.model": "4.3",
+    "validation.sent": "4.3.1",
+    "validation.received": "4.3.2",
+    "freshening.responses": "4.3.4",
+    "head.effects": "4.3.5",
+    "invalidation": "4.4",
+    "delta-seconds": "1.2.2",
+    "field.age": "5.1",
+    "field.cache-control": "5.2",
+    "cache-request-directive": "5.2.1",
+    "cache-request-directive.max-age": "5.2.1.1",
+    "cache-request-directive.max-stale": "5.2.1.2",
+    "cache-request-directive.min-fresh": "5.2.1.3",
+    "cache-request-directive.no-cache": "5.2.1.4",
+    "cache-request-directive.no-store": "5.2.1.5",
+    "cache-request-directive.only-if-cached": "5.2.1.7",
+    "cache-response-directive": "5.2.2",
+    "cache-response-directive.max-age": "5.2.2.1",
+    "cache-response-directive.must-revalidate": "5.2.2.2",
+    "cache-response-directive.must-understand": "5.2.2.3",
+    "cache-response-directive.no-cache": "5.2.2.4",
+    "cache-response-directive.no-store": "5.2.2.5",
+    "cache-response-directive.private": "5.2.2.7",
+    "cache-response-directive.proxy-revalidate": "5.2.2.8",
+    "cache-response-directive.public": "5.2.2.9",
+    "cache-response-directive.s-maxage": "5.2.2.10",
+    "cache.control.extensions": "5.2.3",
+    "field.expires": "5.3",
+    "field.pragma": "5.4",
+}
+OTHER_ANCHORS = {
+    "field.date": "RFC 9110 §6.6.1",
+    "https://www.rfc-editor.org/rfc/rfc5861.html#section-3": "RFC 5861 §3",
+    "https://www.rfc-editor.org/rfc/rfc8246.html#section-2": "RFC 8246 §2",
+    "https://www.rfc-editor.org/rfc/rfc9213.html": "RFC 9213",
+}
+
+
+def sections(suite: dict[str, Any], test: dict[str, Any]) -> list[str]:
+    """The RFC sections a test cites (its own anchors, else its suite's)."""
+    anchors = test.get("spec_anchors") or suite.get("spec_anchors") or []
+    out = []
+    for anchor in anchors:
+        if anchor in RFC9111_SECTIONS:
+            out.append(f"RFC 9111 §{RFC9111_SECTIONS[anchor]}")
+        else:
+            out.append(OTHER_ANCHORS.get(anchor, anchor))
+    return out
+
+
+def citations() -> dict[str, list[str]]:
+    """Every test's cited sections, by id."""
+    return {t["id"]: sections(s, t) for s in load_suites() for t in s["tests"]}
+
+
 def all_tests() -> dict[str, tuple[str, dict[str, Any]]]:
     """Every test by id, with its suite id."""
     return {t["id"]: (s["id"], t) for s in load_suites() for t in s["tests"]}

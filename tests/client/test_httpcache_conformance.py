@@ -1,7 +1,8 @@
 """The HTTP WG cache-tests suite, private-cache cases, run against the sans-IO cache.
 
-Each case cites its own spec anchors in ``httpcache_cases.json`` (RFC 9111 sections and RFC
-5861 for the stale-* ones); ``httpcache_suite`` replays the suite's origin server and checks
+Each case's id cites the sections its definition names (RFC 9111, RFC 9110, RFC 5861, RFC
+8246; the "other" suite, which names none, is Age and Date generation and the cache key,
+RFC 9111 §5.1, §4 and §2); ``httpcache_suite`` replays the suite's origin server and checks
 (the suite's browser mode) in process. The subset is the one the issue's table counts: not
 CDN-only, not skipped for browsers, not a "check" (214 cases; Chrome passes 173).
 """
@@ -12,10 +13,11 @@ import pytest
 
 from client._httpcache import _entry
 
-from .httpcache_suite import all_tests, determine, private_subset, run_all, run_test
+from .httpcache_suite import all_tests, citations, determine, private_subset, run_all, run_test
 
 TESTS, RESULTS = run_all()
 SUBSET = private_subset(TESTS)
+CITES = citations()
 CHROME_PASSES = 173
 
 # The cases of the subset this cache does not pass, and why.
@@ -165,8 +167,9 @@ CHECK_ANSWERS = {
 
 
 def _label(tid: str) -> str:
-    anchors = TESTS[tid][1].get("spec_anchors") or []
-    return f"{tid} [{', '.join(anchors)}]" if anchors else tid
+    # "RFC 9111 5.1" rather than "§5.1": pytest would escape the section sign in test ids.
+    cites = [c.replace(" §", " ") for c in CITES[tid]]
+    return f"{tid} [{', '.join(cites)}]" if cites else tid
 
 
 def test_subset_is_the_issues_214():
@@ -200,6 +203,13 @@ def test_browser_skipped_private_case(tid):
 def test_check_answer(tid):
     """The suite's questions ("checks"), answered as documented above."""
     assert determine(TESTS, RESULTS, tid) == CHECK_ANSWERS[tid], RESULTS[tid]
+
+
+def test_every_counted_case_cites_a_section():
+    """Each ported case in the subset names the RFC section it tests (but the "other" suite's)."""
+    uncited = [tid for tid in SUBSET if not CITES[tid] and TESTS[tid][0] != "other"]
+    assert uncited == []
+    assert all(c.startswith("RFC ") for tid in SUBSET for c in CITES[tid])
 
 
 def test_every_check_is_pinned():
