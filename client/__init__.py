@@ -19,6 +19,7 @@ from typing import Any as _Any
 
 if _TYPE_CHECKING:
     from ._api import Analytics, Profiles, ResonanceClient
+    from ._async_api import AsyncAnalytics, AsyncProfiles, AsyncResonanceClient
     from ._auth import ApiKeyAuth, Auth, BasicAuth, BearerAuth, HmacAuth, OAuth2ClientCredentials
     from ._breaker import BreakerPolicy, BreakerState, BreakerTransition, CircuitBreaker
     from ._cache import CachePolicy
@@ -47,6 +48,7 @@ if _TYPE_CHECKING:
         ValidationFailed,
     )
     from ._http import CallInfo
+    from ._httpx import AsyncResilientTransport, ResilientTransport
     from ._limiter import RateLimitPolicy, TokenBucket
     from ._metrics import Metrics, MetricsSnapshot
     from ._models import (
@@ -74,6 +76,10 @@ __all__ = [
     "Analytics",
     "ApiError",
     "ApiKeyAuth",
+    "AsyncAnalytics",
+    "AsyncProfiles",
+    "AsyncResilientTransport",
+    "AsyncResonanceClient",
     "Auth",
     "BadRequest",
     "BasicAuth",
@@ -121,6 +127,7 @@ __all__ = [
     "RequestInvalid",
     "ResilientAdapter",
     "ResilientSession",
+    "ResilientTransport",
     "ResonanceClient",
     "ResponseInvalid",
     "RetriesExhausted",
@@ -149,6 +156,8 @@ __all__ = [
 _MODULES = (
     "._exceptions",
     "._api",
+    "._async_api",
+    "._httpx",
     "._auth",
     "._breaker",
     "._cache",

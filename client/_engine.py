@@ -205,6 +205,7 @@ class Engine:
             if state.attempt > 1 and auth is not None:
                 yield from self._auth(auth, auth.flow(request, again=True), deadline)
             sent_wall = self.wall()
+            admitted = False
             try:
                 ticket = breaker.acquire() if breaker is not None else None
             except CircuitOpen as exc:
@@ -213,17 +214,24 @@ class Engine:
                 try:
                     if bucket is not None:
                         wait = bucket.reserve(deadline)
+                        this_wait = 0.0
                         try:
-                            while wait > 0:
-                                yield Sleep(wait, "rate limit")
-                                waited += wait
-                                self.metrics.record_wait(wait)
-                                wait = bucket.pause_left(deadline)
+                            while True:
+                                if wait > 0:
+                                    yield Sleep(wait, "rate limit")
+                                    this_wait += wait
+                                wait = bucket.admit(deadline)
+                                if wait <= 0:
+                                    admitted = True
+                                    break
                         except BaseException:
                             # Cancelled, or the server's pause crosses the deadline: the token
                             # was never used.
                             bucket.cancel()
                             raise
+                        if this_wait:
+                            waited += this_wait
+                            self.metrics.record_wait(this_wait)
                     connect, read = self._attempt_timeouts(deadline, timeout)
                     sent_wall = self.wall()
                     reply = yield Send(request, connect, read, deadline, state.attempt)
@@ -231,13 +239,19 @@ class Engine:
                     # Nothing was sent (the limiter or the deadline refused): no outcome to record.
                     if breaker is not None and ticket is not None:
                         breaker.release(ticket)
+                    if admitted and bucket is not None:
+                        bucket.done()
                     error = exc
                 except BaseException:
                     # Cancelled (GeneratorExit) or interrupted: the permit must come back.
                     if breaker is not None and ticket is not None:
                         breaker.release(ticket)
+                    if admitted and bucket is not None:
+                        bucket.done()
                     raise
                 else:
+                    if admitted and bucket is not None:
+                        bucket.done()
                     if isinstance(reply, Received):
                         received = reply
                         status = reply.status
@@ -251,6 +265,11 @@ class Engine:
                             logger.debug("%s %s -> %d", method, redact_url(request.url), status)
                     else:
                         error = reply if isinstance(reply, ApiError) else TransportError("no reply")
+                        seen = getattr(error, "received", None)
+                        if bucket is not None and isinstance(seen, Received):
+                            # The head arrived and the body broke: its rate-limit headers still
+                            # speak for the server (a truncated "Remaining: 0" is still a 0).
+                            bucket.observe(seen.status, seen.headers)
                         if breaker is not None and ticket is not None:
                             if isinstance(error, TransportError | DeadlineExceeded):
                                 breaker.record(ticket, failure=breaker.policy.is_failure(None))

@@ -4,6 +4,9 @@ Sans-IO: :meth:`TokenBucket.reserve` takes a token under the lock and says how l
 it; the caller sleeps (or awaits) without the lock, then asks :meth:`TokenBucket.pause_left`
 whether the server announced a pause meanwhile. Waiting callers are served in arrival order and
 nobody spins. A call cancelled before it sends gives its token back (:meth:`TokenBucket.cancel`).
+:meth:`TokenBucket.admit` also keeps the requests in flight at or below what the server last
+said remains (:meth:`TokenBucket.done` when each is answered), so no request is on its way when
+an answer says none are left.
 The server's own view wins when it is stricter: ``X-RateLimit-Remaining: 0`` (or IETF
 ``RateLimit: ...;r=0;t=N``) pauses the bucket until the reset, a 429 pauses it for its
 ``Retry-After``.
@@ -35,6 +38,10 @@ _IETF_RESET = re.compile(r"(?:^|[;,\s])t=(\d+(?:\.\d+)?)")
 _NO_DEADLINE = Deadline(None)
 #: ``X-RateLimit-Reset`` values below this are seconds to wait, not an epoch.
 EPOCH_THRESHOLD = 1e9
+#: How long the server's last ``Remaining`` caps the requests in flight (it only grows as the
+#: server refills, so an old one is merely cautious), and how often a capped request looks again.
+REMAINING_TTL = 1.0
+IN_FLIGHT_POLL = 0.005
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -82,6 +89,12 @@ class TokenBucket:
         self._updated = policy.clock()
         self._paused_until = 0.0
         self.waits = 0
+        # The server's last word on how many requests remain, and the requests in flight: never
+        # more in flight than remain, or a request already on its way arrives after the answer
+        # that said none were left (the demo's compliance finding under 8 concurrent users).
+        self._in_flight = 0
+        self._remaining: int | None = None
+        self._remaining_at = 0.0
 
     def level(self) -> float:
         """Tokens available now (negative while reservations are queued)."""
@@ -148,6 +161,46 @@ class TokenBucket:
             )
         return max(0.0, wait)
 
+    def admit(self, deadline: Deadline | None = None) -> float:
+        """After the reserved slot: 0 when the request may go now (it is then counted in flight
+        until :meth:`done`), else the seconds to wait before asking again: what is left of a
+        server-announced pause, or a short poll while as many requests are in flight as the
+        server said remain (their answers will say more). A wait crossing ``deadline`` raises
+        :class:`DeadlineExceeded`."""
+        wait = self.pause_left(deadline)
+        if wait > 0:
+            return wait
+        with self._lock:
+            now = self.policy.clock()
+            remaining = self._remaining
+            if (
+                remaining is not None
+                and self._in_flight > 0
+                and self._in_flight >= remaining
+                and now - self._remaining_at < REMAINING_TTL
+            ):
+                wait = IN_FLIGHT_POLL
+            else:
+                self._in_flight += 1
+                return 0.0
+        if not (deadline or _NO_DEADLINE).allows(wait):
+            raise DeadlineExceeded(
+                f"client-side rate limit for {self.host or 'host'}: {remaining} request(s) remain "
+                "and as many are in flight; no answer before the deadline"
+            )
+        return wait
+
+    def done(self) -> None:
+        """An admitted request got its answer (or failed): it is no longer in flight."""
+        with self._lock:
+            if self._in_flight > 0:
+                self._in_flight -= 1
+
+    @property
+    def in_flight(self) -> int:
+        """Admitted requests not yet answered."""
+        return self._in_flight
+
     def cancel(self) -> None:
         """Give back a token reserved by a call that will not send (cancelled, or failed first)."""
         with self._lock:
@@ -165,6 +218,7 @@ class TokenBucket:
                 self.policy.sleep(wait)
                 waited += wait
                 wait = self.pause_left(deadline)
+            # ``acquire`` users send outside this bucket's sight: nothing is counted in flight.
         except BaseException:
             self.cancel()
             raise
@@ -202,8 +256,11 @@ class TokenBucket:
         with self._lock:
             now = policy.clock()
             self._refill(now)
-            if remaining is not None and remaining < self._tokens:
-                self._tokens = float(remaining)
+            if remaining is not None:
+                self._remaining = remaining
+                self._remaining_at = now
+                if remaining < self._tokens:
+                    self._tokens = float(remaining)
             if pause is not None and pause > 0:
                 until = now + min(pause, policy.max_server_pause)
                 if until > self._paused_until:

@@ -184,11 +184,23 @@ class _Driver:
                 prep.url = action.request.url
             try:
                 response: requests.Response = send_native(prep, _wire_timeout(action, timeout))
-                body = None if stream else read_body(response, action)
             except ApiError:
                 raise
             except _LOWER_ERRORS as exc:
                 raise map_exception(exc, method=prep.method or "", url=prep.url or "") from exc
+            try:
+                body = None if stream else read_body(response, action)
+            except (ApiError, *_LOWER_ERRORS) as exc:
+                error = (
+                    exc
+                    if isinstance(exc, ApiError)
+                    else map_exception(exc, method=prep.method or "", url=prep.url or "")
+                )
+                # The head did arrive: the engine still reads its rate-limit headers.
+                error.received = Received(response.status_code, response.headers, None, response)  # type: ignore[attr-defined]
+                if error is exc:
+                    raise
+                raise error from exc
             return Received(response.status_code, response.headers, body, response)
 
         flow = engine.call(

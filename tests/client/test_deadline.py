@@ -83,3 +83,42 @@ def test_call_info_of_a_revalidated_hit(make_session, clock):
     clock.advance(2)
     info = call_info(s.get("http://api.test/x"))
     assert info is not None and info.cache == "revalidated" and info.attempts == 1
+
+
+@pytest.mark.parametrize("driver", ["requests", "httpx"])
+def test_a_truncated_body_still_announces_the_rate_limit(mock_server_factory, driver):
+    """The demo's compliance finding: a response saying ``Remaining: 0`` whose body was cut
+    short used to be dropped whole, so the client's retry went out at once, while the limit
+    was exhausted. The head arrived: its rate-limit headers now pause the limiter, and the
+    fake's grader finds nothing."""
+    import httpx
+
+    from client import RateLimitPolicy, ResilientTransport
+    from mock_server import RateLimit, Tenant
+
+    tight = (Tenant(name="demo", api_keys=("demo-key",), rate_limit=RateLimit(per_minute=60, burst=2)),)
+    fake = mock_server_factory(tenants=tight)
+    rule = {
+        "id": "cut-second",
+        "match": {"path": "/profiles", "headers": {"X-Mock-Session": "cut"}},
+        "sequence": ["ok", {"type": "truncate", "fraction": 0.5}, "ok"],
+    }
+    assert requests.post(f"{fake.url}/__admin/faults", json=rule, timeout=5).status_code == 201
+    policies = Policies(
+        retry=RetryPolicy(attempts=3, budget=None, backoff_base=0.001),
+        cache=None,
+        limiter=RateLimitPolicy(rate=100, burst=100),
+        timeouts=Timeouts(connect=2, read=5, total=10),
+    )
+    headers = {"X-API-Key": "demo-key", "X-Mock-Session": "cut"}
+    if driver == "requests":
+        with ResilientSession(policies) as session:
+            statuses = [session.get(f"{fake.url}/profiles", headers=headers).status_code for _ in range(2)]
+    else:
+        with httpx.Client(transport=ResilientTransport(policies), headers=headers) as client:
+            statuses = [client.get(f"{fake.url}/profiles").status_code for _ in range(2)]
+    assert statuses == [200, 200]
+    report = requests.get(f"{fake.url}/__admin/compliance", params={"session": "cut"}, timeout=5).json()
+    assert not [f for f in report["findings"] if f["kind"] == "request_while_rate_limited"], report
+    journal = requests.get(f"{fake.url}/__admin/requests", params={"session": "cut"}, timeout=5).json()
+    assert len(journal["requests"]) == 3  # the retry of the cut answer, after the reset

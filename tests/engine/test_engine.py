@@ -245,3 +245,28 @@ def test_connect_failure_is_retried_even_for_a_post() -> None:
     driver = Driver(clock, ConnectionFailed("refused", request_sent=False), ok(201))
     final = driver.run(engine(clock).call(request("POST", body=b"{}")))
     assert final.received is not None and final.received.status == 201 and len(driver.sends) == 2
+
+
+def test_no_more_requests_in_flight_than_the_server_says_remain() -> None:
+    """The demo's compliance finding: with the server's last word ``Remaining: 1`` and one
+    request in flight, a second request waits for that answer instead of going out; the answer
+    says 0 remain, so it then waits for the reset. It never arrives after a "none left"."""
+    clock = FakeClock()
+    eng = engine(clock, retry=None, limiter=RateLimitPolicy(rate=1000, burst=1000))
+    Driver(clock, ok(RateLimit='"default";r=1;t=1')).run(eng.call(request()))
+    first = eng.call(request())
+    assert isinstance(next(first), Send)  # in flight
+    second = eng.call(request())
+    action = next(second)
+    assert isinstance(action, Sleep) and action.reason == "rate limit"  # held back
+    clock.sleep(action.seconds)
+    assert isinstance(second.send(None), Sleep)  # still held while the first is out
+    with pytest.raises(StopIteration):
+        first.send(ok(RateLimit='"default";r=0;t=5'))
+    waits = []
+    action = second.send(None)
+    while isinstance(action, Sleep):
+        waits.append(action.seconds)
+        clock.sleep(action.seconds)
+        action = second.send(None)
+    assert isinstance(action, Send) and sum(waits) >= 5 - 0.02
