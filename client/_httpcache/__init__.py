@@ -16,7 +16,8 @@ arrived; RFC 9111 §4.2.3).
 
 ``ServedResponse`` (frozen): what the engine hands its caller instead of an origin response:
 ``status``, ``headers`` (with a computed ``Age``), ``body`` (``b""`` for HEAD), and
-``cache_status``, one of ``"hit"``, ``"stale"``, ``"revalidated"``, ``"unavailable"``. Its
+``cache_status``, one of ``"hit"``, ``"stale"``, ``"revalidated"``, ``"unavailable"``, and a
+``reason`` property (the status's standard phrase). Its
 status is not always the stored one: a caller's own ``If-None-Match`` / ``If-Modified-Since``
 matching a fresh response gets a 304 (§4.3.2); a ``Range`` on a stored 200 gets a 206 or a
 416 (§3.4); ``only-if-cached`` with nothing usable gets a 504 (§5.2.1.7).
@@ -44,7 +45,7 @@ response, or ``None``: return the origin's response unchanged), ``cache_status``
 ``CachePolicy`` (frozen, keyword-only): the public fields of the old ``client.CachePolicy``
 (``max_entries``, ``max_entry_bytes``, ``stale_if_error``, ``methods``, ``clock``,
 ``wall_clock``) plus ``max_total_bytes`` and ``heuristic_fraction`` / ``heuristic_max``. A bad
-value raises ``CachePolicyError`` (a ``ValueError`` naming the field). Only ``wall_clock`` is
+value raises ``CachePolicyError`` (a ``ConfigError`` naming the field). Only ``wall_clock`` is
 read: every age is epoch seconds, comparable with ``Date``.
 
 The engine's loop
@@ -77,6 +78,7 @@ nothing is stored, everything else still happens. Retries belong inside ``send``
 ``on_response`` once, with the final response. ``on_error`` is for no response at all; for
 an unsafe method it invalidates the URL (the request may have landed) and returns ``None``.
 
+``on_response`` also takes ``request_headers=`` (what was finally sent), which it does not need.
 Other methods: ``on_error(lookup, now=None)``, ``invalidate(method, url, status, headers)``,
 ``invalidate_url(url, base=None)``, ``clear()``, ``len(cache)``. Helpers:
 ``credential_digest(*parts)``, ``secret_free_url(url)``, ``parse_cache_control(value)``.

@@ -211,8 +211,13 @@ class HttpCache:
         *,
         request_time: float | None = None,
         response_time: float | None = None,
+        request_headers: HeaderInput | None = None,
     ) -> Outcome:
-        """Digest the origin's final response to ``lookup``'s request (see the package docstring)."""
+        """Digest the origin's final response to ``lookup``'s request (see the package docstring).
+
+        ``request_headers`` (what was finally sent) is accepted and not needed: Vary values are
+        taken from the headers the lookup saw, so that later lookups compare like with like.
+        """
         if response_time is None:
             response_time = self._clock()
         if request_time is None:
@@ -247,7 +252,7 @@ class HttpCache:
         stored = self._store_response(lookup, req, status, hdrs, body, request_time, response_time)
         return Outcome(response=None, cache_status="miss", stored=stored)
 
-    def on_error(self, lookup: Lookup, *, now: float | None = None) -> ServedResponse | None:
+    def on_error(self, lookup: Lookup, now: float | None = None) -> ServedResponse | None:
         """A stale stored response to stand in for a failed origin (RFC 5861 §4), or ``None``.
 
         Call it when no response came (connection error, timeout, retries exhausted). An

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any, Literal
 
 __all__ = [
@@ -65,6 +66,14 @@ class ServedResponse:
     headers: Headers
     body: bytes
     cache_status: CacheStatus
+
+    @property
+    def reason(self) -> str:
+        """The standard reason phrase of ``status`` ("" for an unregistered one)."""
+        try:
+            return HTTPStatus(self.status).phrase
+        except ValueError:
+            return ""
 
     def header(self, name: str) -> str | None:
         """The first value of ``name`` (any case), or ``None``."""

@@ -6,11 +6,12 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from .._clock import Clock, monotonic, wall
+from .._errors import ConfigError
 
 __all__ = ["CachePolicy", "CachePolicyError"]
 
 
-class CachePolicyError(ValueError):
+class CachePolicyError(ConfigError):
     """A cache policy field has a bad value (the message names it)."""
 
 

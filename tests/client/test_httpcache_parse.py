@@ -246,6 +246,13 @@ def test_policy_rejects_bad_values_naming_the_field(field, value):
         CachePolicy(**{field: value})
 
 
+def test_policy_errors_are_config_errors():
+    """The client's one exception tree: a bad cache policy is a ConfigError (a ValueError)."""
+    from client._errors import ConfigError
+
+    assert issubclass(CachePolicyError, ConfigError) and issubclass(CachePolicyError, ValueError)
+
+
 def test_policy_normalises_methods_and_durations():
     """Methods are upper-cased; durations may be timedelta."""
     from datetime import timedelta
@@ -256,7 +263,7 @@ def test_policy_normalises_methods_and_durations():
 
 def test_the_cache_imports_no_io_library():
     """Sans-IO: the package imports only the standard library and the client's clock."""
-    allowed_local = {"_clock"}
+    allowed_local = {"_clock", "_errors"}  # both import neither an HTTP library nor sockets
     root = Path(__file__).parents[2] / "client" / "_httpcache"
     for path in root.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
