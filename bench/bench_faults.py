@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench._load import generator, measure
+from bench._load import LoadResult, generator, measure
 from bench._servers import bare, fake, free_port
 
 DELAY_S = 0.05
@@ -28,9 +28,11 @@ def connections_for(capacity_rps: float) -> int:
     return max(16, round(capacity_rps / 2 * DELAY_S))
 
 
-def _fidelity(duration: float, connections: int) -> dict[str, Any]:
+def _fidelity(duration: float, connections: int, rounds: int) -> dict[str, Any]:
     rules = {"seed": 1, "rules": [{"id": "lag", "fault": {"type": "latency", "fixed_ms": 50}}]}
     host = "127.0.0.1"
+    mine: list[LoadResult] = []
+    theirs: list[LoadResult] = []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "lag.json"
         path.write_text(json.dumps(rules))
@@ -39,24 +41,37 @@ def _fidelity(duration: float, connections: int) -> dict[str, Any]:
             bare(free_port(), {"/slow": f"sleep:{DELAY_S}"}) as base,
         ):
             load = {"connections": connections, "duration": duration, "latency": True}
-            mine = measure(host, ours.port, "/health", pid=ours.pid, **load)  # type: ignore[arg-type]
-            theirs = measure(host, base.port, "/slow", pid=base.pid, **load)  # type: ignore[arg-type]
+            # Alternating rounds: the machine's other load drifts; both servers see the same drift.
+            for _ in range(rounds):
+                mine.append(measure(host, ours.port, "/health", pid=ours.pid, **load))  # type: ignore[arg-type]
+                theirs.append(measure(host, base.port, "/slow", pid=base.pid, **load))  # type: ignore[arg-type]
+
+    def median(results: list[LoadResult], attr: str) -> float:
+        return statistics.median(getattr(r, attr) or float("nan") for r in results)
+
+    fake_p50, fake_p99 = median(mine, "p50_ms"), median(mine, "p99_ms")
+    bare_p50, bare_p99 = median(theirs, "p50_ms"), median(theirs, "p99_ms")
     return {
-        "generator": mine.generator,
+        "generator": mine[0].generator,
         "connections": connections,
+        "rounds": rounds,
         "offered_rps": round(connections / DELAY_S),
-        "fake_p50_ms": round(mine.p50_ms, 2),
-        "fake_p99_ms": round(mine.p99_ms, 2),
-        "bare_p50_ms": round(theirs.p50_ms, 2),
-        "bare_p99_ms": round(theirs.p99_ms, 2),
-        "p50_minus_bare_p50": round(mine.p50_ms - theirs.p50_ms, 2),
-        "p99_minus_bare_p99": round(mine.p99_ms - theirs.p99_ms, 2),
-        "fake_rps": round(mine.rps, 1),
-        "bare_rps": round(theirs.rps, 1),
-        "fake_cpu_us_per_request": round(mine.cpu_us or float("nan"), 1),
-        "bare_cpu_us_per_request": round(theirs.cpu_us or float("nan"), 1),
-        "fake_non_2xx": mine.errors,
-        "bare_non_2xx": theirs.errors,
+        "fake_p50_ms": round(fake_p50, 2),
+        "fake_p99_ms": round(fake_p99, 2),
+        "bare_p50_ms": round(bare_p50, 2),
+        "bare_p99_ms": round(bare_p99, 2),
+        "p50_minus_bare_p50": round(fake_p50 - bare_p50, 2),
+        "p99_minus_bare_p99": round(fake_p99 - bare_p99, 2),
+        "round_deltas_ms": [
+            [round(a.p50_ms - b.p50_ms, 1), round(a.p99_ms - b.p99_ms, 1)]
+            for a, b in zip(mine, theirs, strict=True)
+        ],
+        "fake_rps": round(median(mine, "rps"), 1),
+        "bare_rps": round(median(theirs, "rps"), 1),
+        "fake_cpu_us_per_request": round(median(mine, "cpu_us"), 1),
+        "bare_cpu_us_per_request": round(median(theirs, "cpu_us"), 1),
+        "fake_non_2xx": sum(r.errors for r in mine),
+        "bare_non_2xx": sum(r.errors for r in theirs),
     }
 
 
@@ -90,7 +105,7 @@ def _rule_cost(duration: float, rounds: int) -> dict[str, Any]:
     }
 
 
-def run(duration: float = 4.0, rounds: int = 3, capacity_rps: float | None = None) -> dict[str, Any]:
+def run(duration: float = 3.0, rounds: int = 3, capacity_rps: float | None = None) -> dict[str, Any]:
     """``capacity_rps``: the bare app's ``GET /health`` requests per second (None: measure it)."""
     if capacity_rps is None:
         with bare(free_port(), {}) as base:
@@ -98,7 +113,7 @@ def run(duration: float = 4.0, rounds: int = 3, capacity_rps: float | None = Non
     return {
         "generator": generator(),
         "bare_capacity_rps": round(capacity_rps, 1),
-        "latency_fidelity": _fidelity(duration, connections_for(capacity_rps)),
+        "latency_fidelity": _fidelity(duration, connections_for(capacity_rps), rounds),
         "rule_cost": _rule_cost(duration / 2, rounds),
     }
 
@@ -114,7 +129,9 @@ def report(figures: dict[str, Any]) -> str:
             f"  ({f['fake_cpu_us_per_request']:.0f} us CPU/request, {f['fake_non_2xx']} non-2xx)",
             f"  bare p50 {f['bare_p50_ms']:.1f} ms  p99 {f['bare_p99_ms']:.1f} ms"
             f"  ({f['bare_cpu_us_per_request']:.0f} us CPU/request)",
-            f"  fake - bare: p50 {f['p50_minus_bare_p50']:+.1f} ms, p99 {f['p99_minus_bare_p99']:+.1f} ms",
+            f"  fake - bare: p50 {f['p50_minus_bare_p50']:+.1f} ms, p99 {f['p99_minus_bare_p99']:+.1f} ms"
+            f" (medians of {f['rounds']} alternating rounds; each round's p50, p99:"
+            f" {', '.join(f'{a:+.1f}/{b:+.1f}' for a, b in f['round_deltas_ms'])})",
             "Rule cost: GET /health with 20 non-matching rules vs none",
             f"  {r['twenty_rules_rps']:.0f} vs {r['no_rules_rps']:.0f} requests/s: ratio {r['ratio']:.3f}"
             f" ({r['slowdown_pct']:+.1f}% slower)",

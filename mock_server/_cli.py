@@ -217,7 +217,7 @@ def _serve(args: argparse.Namespace) -> int:
     config = replace(config, port=sock.getsockname()[1])
     raise_fd_limit()
     url = url_of(config.host, config.port)
-    server = Server(uconfig, on_started=lambda: print(banner(config, url), flush=True))
+    server = Server(uconfig, on_started=lambda: print(banner(config, url), flush=True), freeze_gc=True)
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:

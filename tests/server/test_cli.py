@@ -267,3 +267,29 @@ def test_the_listening_socket_is_tcp_so_asyncio_disables_nagle() -> None:
         assert sock.proto == socket.IPPROTO_TCP
     finally:
         sock.close()
+
+
+def test_serve_freezes_what_exists_at_start_out_of_the_collectors_sight() -> None:
+    """A full garbage collection walks every object; those made at start-up (modules, the app:
+    tens of thousands) are frozen once serving, so a collection does not stall every request."""
+    import asyncio
+    import gc
+    import threading
+
+    from mock_server._server import Server, listen_socket, uvicorn_config
+
+    assert gc.get_freeze_count() == 0
+    serving = threading.Event()
+    config = uvicorn_config(ServerConfig(db=":memory:", port=0))
+    server = Server(config, on_started=serving.set, freeze_gc=True)
+    sock = listen_socket("127.0.0.1", 0)
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
+    thread.start()
+    try:
+        assert serving.wait(10)
+        assert gc.get_freeze_count() > 10_000
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        gc.unfreeze()
+        sock.close()
