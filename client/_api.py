@@ -9,9 +9,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
+import httpx
 import requests
 from pydantic import BaseModel
 
@@ -46,7 +47,8 @@ class ResonanceClient:
     """The ResonanceOS v6 API as typed methods returning pydantic models.
 
     ``session`` may be a :class:`ResilientSession` (used as is), any other ``requests.Session``
-    (a :class:`ResilientAdapter` is mounted on it for ``base_url``), or ``None`` (a new
+    (a :class:`ResilientAdapter` is mounted on it for ``base_url``), an ``httpx.Client`` (whose
+    transport should be a :class:`~client.ResilientTransport`), or ``None`` (a new
     :class:`ResilientSession` with ``policies`` and ``auth``). Error statuses raise the
     :class:`HttpError` subclass for the status; a body that does not match its model raises
     :class:`ResponseInvalid`.
@@ -58,7 +60,7 @@ class ResonanceClient:
         *,
         auth: Auth | None = None,
         policies: Policies | None = None,
-        session: requests.Session | None = None,
+        session: requests.Session | httpx.Client | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
@@ -74,11 +76,23 @@ class ResonanceClient:
             if auth is not None:
                 session.pipeline.auth = auth
             self._metrics = session.metrics
+        elif isinstance(session, httpx.Client):
+            from ._httpx import ResilientTransport
+
+            transport = getattr(session, "_transport", None)
+            if isinstance(transport, ResilientTransport):
+                if auth is not None:
+                    transport.engine.auth = auth
+                self._metrics = transport.metrics
+            else:
+                self._metrics = metrics or Metrics()
         else:
             adapter = ResilientAdapter(policies, auth=auth, metrics=metrics)
             session.mount(self.base_url + "/", adapter)
             self._metrics = adapter.pipeline.metrics
-        self.session = session
+        # Typed as the requests session most callers hold; an httpx.Client offers the same
+        # request(), headers and close() this class uses.
+        self.session: requests.Session = cast(requests.Session, session)
         self.session.headers.setdefault("Accept", "application/json")
         self.profiles = Profiles(self)
         self.analytics = Analytics(self)
@@ -92,7 +106,7 @@ class ResonanceClient:
         params: Mapping[str, Any] | None = None,
         json: Any = None,
         headers: Mapping[str, str] | None = None,
-    ) -> requests.Response:
+    ) -> Any:
         """Send one call; an error status raises its :class:`HttpError` subclass.
 
         A POST or PATCH without an ``Idempotency-Key`` gets one: the API honours keys, so the
@@ -215,7 +229,7 @@ class ResonanceClient:
         environ: Mapping[str, str] | None = None,
         dotenv: str | os.PathLike[str] | None = ".env",
         policies: Policies | None = None,
-        session: requests.Session | None = None,
+        session: requests.Session | httpx.Client | None = None,
     ) -> ResonanceClient:
         """A client configured from ``RESONANCE_*`` variables (and a ``.env`` file, which never
         overrides a variable already set).

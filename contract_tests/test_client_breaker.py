@@ -7,7 +7,6 @@ of calls. The state machine compares the breaker with a small model on fake time
 
 from __future__ import annotations
 
-import threading
 from collections import deque
 from typing import Any
 
@@ -27,24 +26,24 @@ from client import (
     RetryPolicy,
     Timeouts,
 )
-from client._transport import host_key
+from client._http import host_key
 from mock_server import ServerThread
 
-from ._support import client_session, fake_clock, new_session, planned
+from ._drivers import DRIVERS, Caller, caller
+from ._support import fake_clock, new_session, planned
 
 KEY = {"X-API-Key": "demo-key"}
 FAIL = {"type": "status", "status": 503}
 
 
-def _breaker_session(fake: ServerThread, policy: BreakerPolicy, clock: FakeClock, sid: str) -> Any:
+def _breaker_session(driver: str, policy: BreakerPolicy, clock: FakeClock, sid: str) -> Caller:
     policies = Policies(
         retry=RetryPolicy(attempts=1, budget=None),
         breaker=policy,
         cache=None,
         timeouts=Timeouts(read=5, total=None),
     )
-    session, _ = client_session(policies, clock, base_headers={**KEY, "X-Mock-Session": sid})
-    return session
+    return caller(driver, policies, clock, base_headers={**KEY, "X-Mock-Session": sid})
 
 
 #: What an attempt gets from the fake: a success, a failure the breaker counts (5xx, 429),
@@ -61,6 +60,7 @@ COUNTED = frozenset({"503", "429"})
 
 
 @pytest.mark.socket
+@pytest.mark.parametrize("driver", DRIVERS)
 @given(
     outcomes=st.lists(st.sampled_from(sorted(OUTCOMES)), min_size=1, max_size=40),
     gaps=st.lists(st.sampled_from([0.0, 0.5, 3.0, 11.0]), min_size=40, max_size=40),
@@ -69,7 +69,13 @@ COUNTED = frozenset({"503", "429"})
     rate=st.sampled_from([0.25, 0.5, 1.0]),
 )
 def test_open_breaker_sends_nothing(
-    fake: ServerThread, outcomes: list[str], gaps: list[float], window: int, min_calls: int, rate: float
+    driver: str,
+    fake: ServerThread,
+    outcomes: list[str],
+    gaps: list[float],
+    window: int,
+    min_calls: int,
+    rate: float,
 ) -> None:
     """Property 4a: while the breaker is open (from the transition to open until open_for has
     passed) no call reaches the server. Until it first opens, it opens exactly when the last
@@ -82,7 +88,7 @@ def test_open_breaker_sends_nothing(
     policy = BreakerPolicy(
         window=window, min_calls=min_calls, failure_rate=rate, open_for=10.0, listeners=(transitions.append,)
     )
-    session = _breaker_session(fake, policy, clock, sid)
+    session = _breaker_session(driver, policy, clock, sid)
     plan = [OUTCOMES[o] for o in outcomes]
     seen: deque[bool] = deque(maxlen=window)  # the model's window, until the first opening
     with planned(fake, sid, plan):
@@ -115,37 +121,26 @@ def test_open_breaker_sends_nothing(
 
 
 @pytest.mark.socket
+@pytest.mark.parametrize("driver", DRIVERS)
 @pytest.mark.parametrize("permits", [1, 2, 3])
-def test_half_open_probes_never_exceed_permits(fake: ServerThread, permits: int) -> None:
-    """Property 4b: with many threads at once, a half-open breaker admits at most its permits."""
+def test_half_open_probes_never_exceed_permits(driver: str, fake: ServerThread, permits: int) -> None:
+    """Property 4b: with many threads (or tasks) at once, a half-open breaker admits at most its
+    permits."""
     sid = new_session()
     clock = fake_clock()
     policy = BreakerPolicy(window=4, min_calls=2, failure_rate=0.5, open_for=5.0, half_open_permits=permits)
-    session = _breaker_session(fake, policy, clock, sid)
+    session = _breaker_session(driver, policy, clock, sid)
     # Two failures open it; then slow successes keep the probes in flight together.
     plan = [FAIL, FAIL] + [{"type": "latency", "fixed_ms": 300}] * 20
     with planned(fake, sid, plan):
         for _ in range(2):
             session.get(f"{fake.url}/profiles")
-        breaker = session.pipeline.breakers.get(host_key(fake.url))
+        breaker = session.engine.breakers.get(host_key(fake.url))  # type: ignore[union-attr]
         assert breaker.state is BreakerState.OPEN
         before = fake.admin.count(session=sid)
         clock.advance(5.0)
-        barrier = threading.Barrier(12)
-        refused = []
-
-        def probe() -> None:
-            barrier.wait()
-            try:
-                session.get(f"{fake.url}/profiles")
-            except CircuitOpen:
-                refused.append(1)
-
-        threads = [threading.Thread(target=probe) for _ in range(12)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
+        outcomes = session.many(12, "GET", f"{fake.url}/profiles")
+        refused = [o for o in outcomes if isinstance(o, CircuitOpen)]
     reached = fake.admin.count(session=sid) - before
     assert 1 <= reached <= permits
     assert reached + len(refused) == 12
@@ -305,3 +300,65 @@ TestBreakerModel = BreakerModel.TestCase
 # In-process and cheap: enough sequences that open, half-open, probe and close again are all
 # reached in the ci profile too (the profile's 40 examples rarely get as far as closing).
 TestBreakerModel.settings = settings(max_examples=300, stateful_step_count=40)
+
+
+class DriverBreakerModel(RuleBasedStateMachine):
+    """The breaker as each driver exposes it, against the same model: a call either reaches the
+    (scripted) server or fails with CircuitOpen having sent nothing; one probe at a time."""
+
+    driver = "requests"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = FakeClock()
+        self.status = 200
+        policies = Policies(
+            retry=None,
+            cache=None,
+            breaker=BreakerPolicy(window=4, min_calls=2, failure_rate=0.5, open_for=10.0),
+            timeouts=Timeouts(read=5, total=None),
+        )
+        self.session = caller(self.driver, policies, self.clock, script=[lambda c: (self.status, {})])
+        self.state = "closed"
+        self.window: deque[bool] = deque(maxlen=4)
+        self.open_until = 0.0
+
+    @rule(seconds=st.sampled_from([0.5, 4.0, 10.0]))
+    def wait(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+
+    @rule(status=st.sampled_from([200, 404, 429, 500, 503]))
+    def call(self, status: int) -> None:
+        self.status = status
+        before = len(self.session.sent)
+        outcome = self.session.call("GET", "http://upstream.invalid/x")
+        if self.state == "open" and self.clock() >= self.open_until:
+            self.state = "half_open"
+        if self.state == "open":
+            assert isinstance(outcome, CircuitOpen) and len(self.session.sent) == before
+            return
+        assert not isinstance(outcome, CircuitOpen), f"refused while {self.state}"
+        assert len(self.session.sent) == before + 1
+        failed = status == 429 or status >= 500
+        if self.state == "half_open":
+            if failed:
+                self.state, self.open_until = "open", self.clock() + 10.0
+            else:
+                self.state = "closed"
+                self.window.clear()
+            return
+        self.window.append(failed)
+        if len(self.window) >= 2 and sum(self.window) >= 0.5 * len(self.window):
+            self.state, self.open_until = "open", self.clock() + 10.0
+
+    def teardown(self) -> None:
+        self.session.close()
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_breaker_model_through_every_driver(driver: str) -> None:
+    """The breaker state machine, driven through each driver's calls."""
+    DriverBreakerModel.driver = driver
+    run = DriverBreakerModel.TestCase
+    run.settings = settings(max_examples=60, stateful_step_count=25, deadline=None)
+    run().runTest()

@@ -16,7 +16,10 @@ from hypothesis import strategies as st
 from client import CachePolicy, FakeClock, Policies, RetryPolicy, Timeouts
 from mock_server import ServerThread
 
-from ._support import CannedAdapter, client_session, fake_clock
+from ._drivers import DRIVERS, caller
+from ._support import fake_clock
+
+each_driver = pytest.mark.parametrize("driver", DRIVERS)
 
 URL = "http://upstream.invalid/profiles/demo/p"
 CREDENTIALS = [{"X-API-Key": "demo-key"}, {"X-API-Key": "acme-key"}, {"Authorization": "Bearer demo-key"}]
@@ -64,9 +67,11 @@ def _lifetime(directive: str, extra: dict[str, str]) -> Stored | None:
     return Stored(0.0, max_age, "no-cache" in parts, age=float(extra.get("Age", 0)))
 
 
+@each_driver
 @given(actions=st.lists(ACTIONS, min_size=1, max_size=25))
 @settings(max_examples=400)  # in-process and cheap: sequences that matter are rare among short ones
 def test_cache_never_serves_what_it_must_not(
+    driver: str,
     actions: list[tuple[str, Any, tuple[str, dict[str, str]]]],
 ) -> None:
     """Against a model of what may be reused, every request that must reach the origin does:
@@ -78,7 +83,6 @@ def test_cache_never_serves_what_it_must_not(
         directive, extra = pending[0]
         return 200, {"Cache-Control": directive, "ETag": '"e1"', **extra}
 
-    adapter = CannedAdapter(clock, [reply])
     policies = Policies(
         retry=RetryPolicy(attempts=1, budget=None),
         breaker=None,
@@ -86,7 +90,7 @@ def test_cache_never_serves_what_it_must_not(
         cache=CachePolicy(),
         timeouts=Timeouts(read=5, total=None),
     )
-    session, _ = client_session(policies, clock, adapter=adapter)
+    adapter = session = caller(driver, policies, clock, script=[reply])
     model: dict[int, Stored] = {}
     for kind, arg, (directive, extra) in actions:
         if kind == "wait":
@@ -129,13 +133,14 @@ def test_cache_never_serves_what_it_must_not(
             model.clear()
 
 
+@each_driver
 @given(order=st.lists(st.integers(0, 1), min_size=2, max_size=12))
-def test_credentials_never_share_entries(order: list[int]) -> None:
+def test_credentials_never_share_entries(driver: str, order: list[int]) -> None:
     """A response cached for one credential is never the answer to another's request."""
     clock = fake_clock()
-    adapter = CannedAdapter(clock, [lambda c: (200, {"Cache-Control": "private, max-age=60"})])
     policies = Policies(retry=None, breaker=None, cache=CachePolicy(), timeouts=Timeouts(read=5, total=None))
-    session, _ = client_session(policies, clock, adapter=adapter)
+    script = [lambda c: (200, {"Cache-Control": "private, max-age=60"})]
+    adapter = session = caller(driver, policies, clock, script=script)
     for who in order:
         response = session.get(URL, headers=CREDENTIALS[who])
         sent_by = adapter.sent[response.json()["n"] - 1].headers
@@ -143,7 +148,8 @@ def test_credentials_never_share_entries(order: list[int]) -> None:
 
 
 @pytest.mark.socket
-def test_tenants_never_see_each_other_through_the_cache(fake: ServerThread) -> None:
+@each_driver
+def test_tenants_never_see_each_other_through_the_cache(driver: str, fake: ServerThread) -> None:
     """On the wire: one session, two tenants' keys, each reading its own profile list; every
     answer belongs to the credential that asked, and a write reaches the server every time."""
     clock = fake_clock()
@@ -153,7 +159,8 @@ def test_tenants_never_see_each_other_through_the_cache(fake: ServerThread) -> N
         cache=CachePolicy(),
         timeouts=Timeouts(read=5, total=None),
     )
-    session, recorder = client_session(policies, clock, base_headers={"X-Mock-Session": "cache-iso"})
+    sid = f"cache-iso-{driver}"
+    session = recorder = caller(driver, policies, clock, base_headers={"X-Mock-Session": sid})
     for key, tenant in (("demo-key", "demo"), ("acme-key", "acme")):
         body = {"tenant": tenant, "profile_name": "shared-name", "hrv_vector": [0.1] * 8}
         session.post(f"{fake.url}/profiles", json=body, headers={"X-API-Key": key})
@@ -163,11 +170,11 @@ def test_tenants_never_see_each_other_through_the_cache(fake: ServerThread) -> N
             assert {i["tenant"] for i in items} == {tenant}
     gets = [s for s in recorder.sent if s.method == "GET"]
     assert len(gets) == 2, "each tenant's list should be fetched once, then served fresh from cache"
-    before = fake.admin.count(session="cache-iso", method="PUT")
+    before = fake.admin.count(session=sid, method="PUT")
     for _ in range(3):
         session.put(
             f"{fake.url}/profiles/demo/shared-name",
             json={"hrv_vector": [0.2] * 8},
             headers={"X-API-Key": "demo-key"},
         )
-    assert fake.admin.count(session="cache-iso", method="PUT") == before + 3
+    assert fake.admin.count(session=sid, method="PUT") == before + 3

@@ -15,7 +15,10 @@ from hypothesis import strategies as st
 from client import FakeClock, Policies, RateLimited, RateLimitPolicy, ResilientSession, RetryPolicy, Timeouts
 from mock_server import RateLimit, ServerThread, Tenant
 
-from ._support import CannedAdapter, RecordingAdapter, client_session, fake_clock, new_session
+from ._drivers import DRIVERS, caller
+from ._support import RecordingAdapter, fake_clock, new_session
+
+each_driver = pytest.mark.parametrize("driver", DRIVERS)
 
 
 def _policies(limiter: RateLimitPolicy, attempts: int = 1) -> Policies:
@@ -28,18 +31,17 @@ def _policies(limiter: RateLimitPolicy, attempts: int = 1) -> Policies:
     )
 
 
+@each_driver
 @given(
     rate=st.floats(0.5, 50),
     burst=st.integers(1, 8),
     gaps=st.lists(st.sampled_from([0.0, 0.0, 0.01, 0.2, 1.0, 5.0]), min_size=1, max_size=40),
 )
-def test_sends_stay_within_the_bucket(rate: float, burst: int, gaps: list[float]) -> None:
+def test_sends_stay_within_the_bucket(driver: str, rate: float, burst: int, gaps: list[float]) -> None:
     """Over every window [t_i, t_j] the client sends at most burst + rate * (t_j - t_i) requests."""
     clock = fake_clock()
-    adapter = CannedAdapter(clock, [(200, {})])
-    session, _ = client_session(
-        _policies(RateLimitPolicy(rate=rate, burst=burst, follow_server=False)), clock, adapter=adapter
-    )
+    policies = _policies(RateLimitPolicy(rate=rate, burst=burst, follow_server=False))
+    adapter = session = caller(driver, policies, clock, script=[(200, {})])
     for gap in gaps:
         clock.advance(gap)
         session.get("http://upstream.invalid/x")
@@ -84,17 +86,17 @@ def server_replies(draw: st.DrawFn) -> tuple[list[Any], list[float | None]]:
     return replies, announced
 
 
+@each_driver
 @given(script=server_replies(), calls=st.integers(1, 15))
 def test_nothing_is_sent_while_the_server_says_none_remain(
-    script: tuple[list[Any], list[float | None]], calls: int
+    driver: str, script: tuple[list[Any], list[float | None]], calls: int
 ) -> None:
     """After a response saying 0 remain (or a 429), the next request waits for the announced
     reset, and no longer: the pause has a lower and an upper bound."""
     replies, announced = script
     announced.clear()
     clock = fake_clock()
-    adapter = CannedAdapter(clock, replies)
-    session, _ = client_session(_policies(RateLimitPolicy(rate=100, burst=100)), clock, adapter=adapter)
+    adapter = session = caller(driver, _policies(RateLimitPolicy(rate=100, burst=100)), clock, script=replies)
     for _ in range(calls):
         try:
             session.get("http://upstream.invalid/x")
@@ -112,15 +114,18 @@ def test_nothing_is_sent_while_the_server_says_none_remain(
 
 
 @pytest.mark.socket
-def test_limiter_keeps_429s_away_on_the_wire(mock_server_factory: Any) -> None:
+@each_driver
+def test_limiter_keeps_429s_away_on_the_wire(driver: str, mock_server_factory: Any) -> None:
     """Against a fake with a tight limit, a client following its headers gets no 429 and the
     fake's compliance report finds nothing sent while Remaining was 0."""
     tight = (Tenant(name="demo", api_keys=("demo-key",), rate_limit=RateLimit(per_minute=240, burst=2)),)
     fake: ServerThread = mock_server_factory(tenants=tight)
     sid = new_session()
     limiter = RateLimitPolicy(rate=100, burst=100)  # generous: the server's headers are what slow it
-    session = ResilientSession(_policies(limiter, attempts=3))
-    session.headers.update({"X-API-Key": "demo-key", "X-Mock-Session": sid})
+    headers = {"X-API-Key": "demo-key", "X-Mock-Session": sid}
+    session = caller(
+        driver, _policies(limiter, attempts=3), _RealClock(), base_headers=headers, real_time=True
+    )
     statuses = [session.get(f"{fake.url}/profiles").status_code for _ in range(6)]
     assert statuses == [200] * 6
     report = fake.admin.compliance(session=sid)

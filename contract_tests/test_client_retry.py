@@ -29,11 +29,10 @@ from client import (
 )
 from mock_server import ServerThread
 
+from ._drivers import DRIVERS, caller
 from ._support import (
     ANY_FAULT,
     BEFORE_APP,
-    CannedAdapter,
-    client_session,
     fake_clock,
     new_session,
     planned,
@@ -41,6 +40,8 @@ from ._support import (
 )
 
 pytestmark = pytest.mark.socket
+#: Every client property runs against every driver of the engine.
+each_driver = pytest.mark.parametrize("driver", DRIVERS)
 KEY = {"X-API-Key": "demo-key"}
 
 
@@ -57,9 +58,10 @@ def _call(session: Any, method: str, url: str, **kwargs: Any) -> Any:
         return exc
 
 
+@each_driver
 @given(plan=st.lists(ANY_FAULT, max_size=6), attempts=st.integers(1, 5))
 def test_attempts_never_exceed_the_maximum(
-    fake: ServerThread, plan: list[dict[str, Any]], attempts: int
+    driver: str, fake: ServerThread, plan: list[dict[str, Any]], attempts: int
 ) -> None:
     """Property 1: a logical call makes at most ``attempts`` attempts, and the journal agrees."""
     sid = new_session()
@@ -67,7 +69,7 @@ def test_attempts_never_exceed_the_maximum(
     retry = RetryPolicy(
         attempts=attempts, budget=None, backoff_base=0.01, retry_after_cap=10, rng=random.Random(0)
     )
-    session, recorder = client_session(_policies(retry), clock, base_headers={**KEY, "X-Mock-Session": sid})
+    session = recorder = caller(driver, _policies(retry), clock, base_headers={**KEY, "X-Mock-Session": sid})
     with planned(fake, sid, plan):
         outcome = _call(session, "GET", f"{fake.url}/profiles")
     sent = len(recorder.sent)
@@ -78,9 +80,10 @@ def test_attempts_never_exceed_the_maximum(
     assert succeeded == (len(plan) < attempts)
 
 
+@each_driver
 @given(plan=st.lists(ANY_FAULT, min_size=1, max_size=4), with_key=st.booleans())
 def test_unsafe_requests_are_retried_only_with_a_key(
-    fake: ServerThread, plan: list[dict[str, Any]], with_key: bool
+    driver: str, fake: ServerThread, plan: list[dict[str, Any]], with_key: bool
 ) -> None:
     """Property 2: a POST without an Idempotency-Key reaches the server once; with one, every
     attempt carries the same key and body, and one profile exists with the first answer replayed."""
@@ -95,7 +98,7 @@ def test_unsafe_requests_are_retried_only_with_a_key(
         rng=random.Random(0),
         idempotency_methods=frozenset({"POST"}) if with_key else frozenset(),
     )
-    session, recorder = client_session(_policies(retry), clock, base_headers={**KEY, "X-Mock-Session": sid})
+    session = recorder = caller(driver, _policies(retry), clock, base_headers={**KEY, "X-Mock-Session": sid})
     body = {"tenant": "demo", "profile_name": name, "hrv_vector": [0.25] * 8}
     with planned(fake, sid, plan, path="/profiles"):
         outcome = _call(session, "POST", f"{fake.url}/profiles", json=body)
@@ -116,9 +119,10 @@ def test_unsafe_requests_are_retried_only_with_a_key(
     assert stored.status_code == (200 if processed else 404)
 
 
+@each_driver
 @given(plan=st.lists(retry_after(), min_size=1, max_size=4), total=st.floats(1.0, 12.0))
 def test_retry_after_and_deadline_are_honoured(
-    fake: ServerThread, plan: list[dict[str, Any]], total: float
+    driver: str, fake: ServerThread, plan: list[dict[str, Any]], total: float
 ) -> None:
     """Property 3: no retry before an accepted Retry-After (seconds or HTTP-date), none after the
     deadline, and the call ends within the deadline plus one attempt timeout."""
@@ -126,8 +130,8 @@ def test_retry_after_and_deadline_are_honoured(
     clock = fake_clock()
     read = 2.0
     retry = RetryPolicy(attempts=6, budget=None, backoff_base=0.05, retry_after_cap=30, rng=random.Random(1))
-    session, recorder = client_session(
-        _policies(retry, total=total, read=read), clock, base_headers={**KEY, "X-Mock-Session": sid}
+    session = recorder = caller(
+        driver, _policies(retry, total=total, read=read), clock, base_headers={**KEY, "X-Mock-Session": sid}
     )
     start = clock.clock()
     with planned(fake, sid, plan):
@@ -154,8 +158,9 @@ def test_backoff_stays_within_the_jitter_bounds(attempt: int, base: float, cap: 
     assert 0.0 <= delay <= min(cap, base * 2 ** (attempt - 1))
 
 
+@each_driver
 @given(calls=st.integers(1, 60), ratio=st.floats(0.0, 1.0), per_second=st.floats(0.0, 0.5))
-def test_budget_caps_retries_across_calls(calls: int, ratio: float, per_second: float) -> None:
+def test_budget_caps_retries_across_calls(driver: str, calls: int, ratio: float, per_second: float) -> None:
     """Property 7b: across many failing calls, retries stay within the budget's allowance."""
     clock = fake_clock()
     window = 1000.0
@@ -168,21 +173,25 @@ def test_budget_caps_retries_across_calls(calls: int, ratio: float, per_second: 
         rng=random.Random(2),
         raise_on_exhausted=False,
     )
-    adapter = CannedAdapter(clock, [(503, {})])
-    session, _ = client_session(_policies(retry), clock, adapter=adapter)
+    adapter = session = caller(driver, _policies(retry), clock, script=[(503, {})])
     for _ in range(calls):
         _call(session, "GET", "http://upstream.invalid/x")
     retries = len(adapter.sent) - calls
     assert retries <= ratio * calls + per_second * window + 1e-9
 
 
+@each_driver
 @pytest.mark.parametrize("method", ["POST", "PUT", "GET"])
-def test_connect_errors_are_retried_for_any_method(method: str) -> None:
+def test_connect_errors_are_retried_for_any_method(driver: str, method: str) -> None:
     """Connect failures are retried even for a POST without a key: nothing was sent."""
     clock = fake_clock()
     retry = RetryPolicy(attempts=3, budget=None, idempotency_methods=frozenset(), rng=random.Random(3))
-    adapter = CannedAdapter(clock, [requests.exceptions.ConnectTimeout("connect timed out"), (200, {})])
-    session, _ = client_session(_policies(retry), clock, adapter=adapter)
+    adapter = session = caller(
+        driver,
+        _policies(retry),
+        clock,
+        script=[requests.exceptions.ConnectTimeout("connect timed out"), (200, {})],
+    )
     response = session.request(method, "http://upstream.invalid/x", json={"a": 1})
     assert response.status_code == 200 and len(adapter.sent) == 2
 
@@ -191,25 +200,27 @@ def test_connect_errors_are_retried_for_any_method(method: str) -> None:
 NON_RETRYABLE = st.sampled_from([400, 401, 403, 404, 405, 409, 412, 413, 415, 422, 501])
 
 
+@each_driver
 @given(
     prefix=st.lists(BEFORE_APP, max_size=3), status=NON_RETRYABLE, method=st.sampled_from(["GET", "DELETE"])
 )
 def test_non_retryable_statuses_end_the_call(
-    fake: ServerThread, prefix: list[dict[str, Any]], status: int, method: str
+    driver: str, fake: ServerThread, prefix: list[dict[str, Any]], status: int, method: str
 ) -> None:
     """Property 1b: after any retryable faults, a status no retry can fix ends the call at once
     and comes back unchanged, as a response (one attempt when it is the first answer)."""
     sid = new_session()
     clock = fake_clock()
     retry = RetryPolicy(attempts=6, budget=None, backoff_base=0.01, retry_after_cap=10, rng=random.Random(5))
-    session, recorder = client_session(_policies(retry), clock, base_headers={**KEY, "X-Mock-Session": sid})
+    session = recorder = caller(driver, _policies(retry), clock, base_headers={**KEY, "X-Mock-Session": sid})
     with planned(fake, sid, [*prefix, {"type": "status", "status": status}]):
         outcome = _call(session, method, f"{fake.url}/profiles/demo/nobody")
-    assert isinstance(outcome, requests.Response), f"status {status} was raised, not returned: {outcome!r}"
+    assert not isinstance(outcome, ApiError), f"status {status} was raised, not returned: {outcome!r}"
     assert outcome.status_code == status
     assert len(recorder.sent) == len(prefix) + 1 == fake.admin.count(session=sid)
 
 
+@each_driver
 @given(
     seconds=st.integers(2, 25),
     backoff_cap=st.floats(0.05, 1.5),
@@ -217,7 +228,7 @@ def test_non_retryable_statuses_end_the_call(
     http_date=st.booleans(),
 )
 def test_retry_after_beyond_the_backoff_cap_is_waited_in_full(
-    fake: ServerThread, seconds: int, backoff_cap: float, status: int, http_date: bool
+    driver: str, fake: ServerThread, seconds: int, backoff_cap: float, status: int, http_date: bool
 ) -> None:
     """Property 3b: the backoff cap bounds the client's own backoff, never the server's
     Retry-After. Up to ``retry_after_cap`` the wait is at least what the server asked; beyond
@@ -233,7 +244,7 @@ def test_retry_after_beyond_the_backoff_cap_is_waited_in_full(
         retry_after_cap=cap,
         rng=random.Random(6),
     )
-    session, recorder = client_session(_policies(retry), clock, base_headers={**KEY, "X-Mock-Session": sid})
+    session = recorder = caller(driver, _policies(retry), clock, base_headers={**KEY, "X-Mock-Session": sid})
     value: Any = {"seconds": seconds, "format": "http-date"} if http_date else seconds
     with planned(fake, sid, [{"type": "status", "status": status, "retry_after": value}]):
         outcome = _call(session, "GET", f"{fake.url}/profiles")
@@ -256,19 +267,23 @@ SENT_THEN_FAILED = {
 }
 
 
+@each_driver
 @given(
     method=st.sampled_from(["POST", "PATCH", "PUT", "DELETE", "GET"]),
     with_key=st.booleans(),
     failure=st.sampled_from(sorted(SENT_THEN_FAILED)),
 )
-def test_failures_after_sending_are_retried_only_when_safe(method: str, with_key: bool, failure: str) -> None:
+def test_failures_after_sending_are_retried_only_when_safe(
+    driver: str, method: str, with_key: bool, failure: str
+) -> None:
     """Property 2b: a read timeout (or a body cut short) may come after the server acted, so
     an unsafe method without an Idempotency-Key gets one attempt and the error; an idempotent
     method, or any carrying a key, is retried."""
     clock = fake_clock()
     retry = RetryPolicy(attempts=3, budget=None, idempotency_methods=frozenset(), rng=random.Random(7))
-    adapter = CannedAdapter(clock, [SENT_THEN_FAILED[failure](), (200, {})])
-    session, _ = client_session(_policies(retry), clock, adapter=adapter)
+    adapter = session = caller(
+        driver, _policies(retry), clock, script=[SENT_THEN_FAILED[failure](), (200, {})]
+    )
     headers = {"Idempotency-Key": "k-1"} if with_key else {}
     outcome = _call(session, method, "http://upstream.invalid/x", json={"a": 1}, headers=headers)
     if method in ("PUT", "DELETE", "GET") or with_key:
@@ -278,12 +293,15 @@ def test_failures_after_sending_are_retried_only_when_safe(method: str, with_key
         assert isinstance(outcome, TransportError) and outcome.request_sent
 
 
+@each_driver
 @pytest.mark.parametrize(
     ("method", "with_key", "attempts"),
     [("POST", False, 1), ("POST", True, 2), ("PUT", False, 2)],
     ids=["POST without key", "POST with key", "PUT"],
 )
-def test_read_timeouts_on_the_wire(fake: ServerThread, method: str, with_key: bool, attempts: int) -> None:
+def test_read_timeouts_on_the_wire(
+    driver: str, fake: ServerThread, method: str, with_key: bool, attempts: int
+) -> None:
     """The fake holds the first attempt past the client's read timeout: the journal shows a
     second attempt only where repeating the request is safe."""
     sid = new_session()
@@ -295,9 +313,7 @@ def test_read_timeouts_on_the_wire(fake: ServerThread, method: str, with_key: bo
         idempotency_methods=frozenset({"POST"}) if with_key else frozenset(),
         rng=random.Random(8),
     )
-    session, _ = client_session(
-        _policies(retry, read=0.25), clock, base_headers={**KEY, "X-Mock-Session": sid}
-    )
+    session = caller(driver, _policies(retry, read=0.25), clock, base_headers={**KEY, "X-Mock-Session": sid})
     body = {"tenant": "demo", "profile_name": f"t-{sid}", "hrv_vector": [0.5] * 8}
     url = f"{fake.url}/profiles" if method == "POST" else f"{fake.url}/profiles/demo/t-{sid}"
     with planned(fake, sid, [{"type": "timeout", "hang_s": 5}]):

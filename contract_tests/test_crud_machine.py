@@ -19,8 +19,6 @@ from client import (
     FakeClock,
     NotFound,
     Policies,
-    ResilientSession,
-    ResonanceClient,
     RetriesExhausted,
     RetryPolicy,
     Timeouts,
@@ -28,6 +26,7 @@ from client import (
 )
 from mock_server import ServerThread
 
+from ._drivers import DRIVERS, TypedClient
 from ._support import new_session
 
 pytestmark = pytest.mark.socket
@@ -64,6 +63,7 @@ def _fault_rules(session: str) -> list[dict[str, object]]:
 
 class ProfileCrud(RuleBasedStateMachine):
     fake: ServerThread  # set by the test below
+    driver = "requests"  # likewise: which driver runs the typed client
     names = Bundle("names")
 
     def __init__(self) -> None:
@@ -72,11 +72,13 @@ class ProfileCrud(RuleBasedStateMachine):
         clock = FakeClock()
         retry = RetryPolicy(attempts=8, budget=None, backoff_base=0.01, rng=random.Random(0))
         policies = Policies(retry=retry, breaker=None, cache=None, timeouts=Timeouts(read=5, total=None))
-        session = ResilientSession(
-            policies.with_time(clock=clock.clock, wall_clock=clock.wall, sleep=clock.sleep)
+        self.client = TypedClient(
+            self.driver,
+            self.fake.url,
+            policies.with_time(clock=clock.clock, wall_clock=clock.wall, sleep=clock.sleep),
+            auth=ApiKeyAuth("demo-key"),
+            headers={"X-Mock-Session": self.session_id},
         )
-        session.headers["X-Mock-Session"] = self.session_id
-        self.client = ResonanceClient(self.fake.url, auth=ApiKeyAuth("demo-key"), session=session)
         self.truth = requests.Session()  # reads without faults, to settle uncertain outcomes
         self.truth.headers.update({"X-API-Key": "demo-key", "X-Mock-Session": f"{self.session_id}-truth"})
         self._wipe()
@@ -166,9 +168,12 @@ class ProfileCrud(RuleBasedStateMachine):
         self.client.close()
 
 
-def test_profile_crud_matches_the_model(fake: ServerThread) -> None:
-    """CRUD through the typed client under 503s, resets and lost answers leaves the model's state."""
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_profile_crud_matches_the_model(driver: str, fake: ServerThread) -> None:
+    """CRUD through the typed client (of every driver) under 503s, resets and lost answers
+    leaves the model's state."""
     ProfileCrud.fake = fake
+    ProfileCrud.driver = driver
     state_machine = ProfileCrud.TestCase
     state_machine.settings = settings(max_examples=15, stateful_step_count=15, deadline=None)
     state_machine().runTest()
