@@ -51,8 +51,8 @@ from ._inputs import (
     validate,
 )
 from ._openapi import DATE_RANGE_PATTERN, IDEMPOTENCY_PATTERN, openapi_document
-from ._ratelimit import FailureLimiter, RateLimiter
-from ._request import Endpoint
+from ._ratelimit import FailureLimiter, RateLimiter, Verdict
+from ._request import Endpoint, RawResponse
 from ._routing import DirectRouter
 from ._store import IdempotencyRecord, Profile, Store
 from ._tenants import TenantDirectory
@@ -216,7 +216,7 @@ class Api:
             started = self.wall() if auth else 0.0
             t0 = self.clock() if auth else 0.0
             principal: Principal | None = None
-            limit_headers: dict[str, str] | None = None
+            verdict: Verdict | None = None
             try:
                 raw = await self._read_body(request) if body else b""
                 if auth:
@@ -230,23 +230,21 @@ class Api:
                     verdict = self.limiter.take(
                         principal.credential, headers.get("x-mock-session"), principal.tenant.rate_limit
                     )
-                    limit_headers = verdict.headers
                     if not verdict.allowed:
                         # The except clause below adds limit_headers (Retry-After included).
                         raise ApiError(429, f"rate limit exceeded; retry in {verdict.retry_after} s")
                 response = await handler(request, principal, raw, rid)  # type: ignore[arg-type]
             except ApiError as exc:
-                if limit_headers is not None:
-                    exc.headers.update(limit_headers)
+                if verdict is not None:
+                    exc.headers.update(verdict.headers)
                 response = error_response(exc, rid)
             else:
                 # Appending raw headers skips MutableHeaders' scan: this runs on every request.
+                # (ASGI header names are lower case: the fault layer reads them so.)
                 raw_headers = response.raw_headers
                 raw_headers.append((b"x-request-id", rid.encode("latin-1")))
-                if limit_headers is not None:
-                    raw_headers.extend(
-                        (k.encode("latin-1"), v.encode("latin-1")) for k, v in limit_headers.items()
-                    )
+                if verdict is not None:
+                    raw_headers.extend(verdict.raw)
             if principal is not None:
                 self.traffic.record(
                     principal.tenant.name, name, response.status_code, started, self.clock() - t0
@@ -522,11 +520,17 @@ class Api:
         profile = self.store.get(tenant, name)
         if profile is None:
             raise ApiError(404, f"no profile named {name!r}")
-        headers = self._validators(profile)
-        headers["Cache-Control"] = self._cache_control
         if self._not_modified(request.headers, profile):
+            headers = self._validators(profile)
+            headers["Cache-Control"] = self._cache_control
             return Response(status_code=304, headers=headers)
-        return Response(profile.body, headers=headers, media_type=JSON)
+        # The hot read: raw headers, not a dict Starlette would encode on every request.
+        raw = [
+            (b"etag", profile.etag.encode("latin-1")),
+            (b"last-modified", profile.last_modified.encode("latin-1")),
+            (b"cache-control", self._cache_control.encode("latin-1")),
+        ]
+        return RawResponse(profile.body, raw)
 
     @staticmethod
     def _not_modified(headers: Headers, profile: Profile) -> bool:

@@ -75,13 +75,32 @@ class _Buckets(Generic[K]):
                 buckets.move_to_end(key)
 
 
+# The rate-limit headers' names as ASGI raw headers want them (lower case), and as shown.
+_SHOWN = {
+    b"x-ratelimit-limit": "X-RateLimit-Limit",
+    b"x-ratelimit-remaining": "X-RateLimit-Remaining",
+    b"x-ratelimit-reset": "X-RateLimit-Reset",
+    b"ratelimit-policy": "RateLimit-Policy",
+    b"ratelimit": "RateLimit",
+    b"retry-after": "Retry-After",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """The outcome of taking a token, with the headers that describe the bucket."""
+    """The outcome of taking a token, with the headers that describe the bucket.
+
+    ``raw`` are ASGI raw headers (lower-case names), appended as they are to every response;
+    ``headers`` the same as a dict, for the rare error response built from one.
+    """
 
     allowed: bool
-    headers: dict[str, str]
+    raw: list[tuple[bytes, bytes]]
     retry_after: int
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {_SHOWN[name]: value.decode("latin-1") for name, value in self.raw}
 
 
 class RateLimiter:
@@ -138,16 +157,17 @@ class RateLimiter:
             reset = math.ceil((limit.burst - bucket.tokens) / rate)
         else:
             reset = max(1, math.ceil((1.0 - bucket.tokens) / rate))
-        headers = {
-            "X-RateLimit-Limit": str(limit.per_minute),
-            "X-RateLimit-Remaining": str(remaining),
-            "X-RateLimit-Reset": str(math.ceil(self._wall()) + reset),
-            "RateLimit-Policy": f'"default";q={limit.per_minute};w=60',
-            "RateLimit": f'"default";r={remaining};t={reset}',
-        }
+        per_minute = limit.per_minute
+        raw = [
+            (b"x-ratelimit-limit", b"%d" % per_minute),
+            (b"x-ratelimit-remaining", b"%d" % remaining),
+            (b"x-ratelimit-reset", b"%d" % (math.ceil(self._wall()) + reset)),
+            (b"ratelimit-policy", b'"default";q=%d;w=60' % per_minute),
+            (b"ratelimit", b'"default";r=%d;t=%d' % (remaining, reset)),
+        ]
         if not allowed:
-            headers["Retry-After"] = self.retry_after(reset)
-        return Verdict(allowed, headers, reset)
+            raw.append((b"retry-after", self.retry_after(reset).encode("latin-1")))
+        return Verdict(allowed, raw, reset)
 
 
 def address_key(host: str | None) -> str:

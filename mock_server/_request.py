@@ -1,4 +1,5 @@
-"""The API's request: Starlette's, with headers read through a dict, served without a wrapper.
+"""The API's per-request plumbing: requests with headers read through a dict, handlers served
+without a wrapper, and responses whose headers are already bytes.
 
 An API request reads half a dozen headers (credentials, session, conditional-request headers),
 most of them absent. Starlette's ``Headers`` scans the whole list for each read and raises and
@@ -8,6 +9,9 @@ handler. :class:`RequestHeaders` decodes the list once, on the first read, into 
 :class:`Endpoint` serves a handler as a plain ASGI app, so Starlette's router calls it directly
 instead of through its per-request wrappers (``request_response``): the API renders its own
 errors, and anything else it raises reaches the same exception handlers as before.
+
+:class:`RawResponse` takes its headers as ASGI raw headers: Starlette's ``Response`` encodes and
+lower-cases a dict of them on every request, the hot reads' largest cost after the headers.
 """
 
 from __future__ import annotations
@@ -73,3 +77,24 @@ class Endpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = await self.handler(ApiRequest(scope, receive, send))
         await response(scope, receive, send)
+
+
+class RawResponse(Response):
+    """A response of an encoded body, ``media_type`` and raw headers (lower-case names)."""
+
+    def __init__(
+        self,
+        body: bytes,
+        raw_headers: list[tuple[bytes, bytes]],
+        *,
+        status_code: int = 200,
+        media_type: bytes = b"application/json",
+    ) -> None:
+        self.status_code = status_code
+        self.body = body
+        self.background = None
+        self.raw_headers = [
+            *raw_headers,
+            (b"content-length", b"%d" % len(body)),
+            (b"content-type", media_type),
+        ]

@@ -246,7 +246,7 @@ class FaultLayer:
 
     def _note_headers(self, entry: Entry, headers: Any) -> None:
         """Keep what the compliance report needs from the response: when to come back."""
-        t_seconds: float | None = None
+        ratelimit: Any = None
         for key, value in headers:
             # ASGI header names are lowercase already; most headers are of no interest.
             if key not in _NOTED:
@@ -260,11 +260,16 @@ class FaultLayer:
                 reset = _int_or_none(value)
                 entry.ratelimit_reset_at = float(reset) if reset is not None else None
             elif name == b"ratelimit":
-                for part in bytes(value).decode("latin-1").split(";"):
-                    if part.strip().startswith("t="):
-                        t_seconds = _float_or_none(part.strip()[2:])
-        if entry.ratelimit_reset_at is None and t_seconds is not None:
-            entry.ratelimit_reset_at = self.wall() + t_seconds
+                ratelimit = value
+        # The IETF header's t= is the reset only where X-RateLimit-Reset did not say (every API
+        # response has both: parse it only when needed).
+        if entry.ratelimit_reset_at is None and ratelimit is not None:
+            t_seconds: float | None = None
+            for part in bytes(ratelimit).decode("latin-1").split(";"):
+                if part.strip().startswith("t="):
+                    t_seconds = _float_or_none(part.strip()[2:])
+            if t_seconds is not None:
+                entry.ratelimit_reset_at = self.wall() + t_seconds
 
     def _retry_after_seconds(self, value: str) -> float | None:
         value = value.strip()
