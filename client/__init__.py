@@ -22,7 +22,6 @@ if _TYPE_CHECKING:
     from ._async_api import AsyncAnalytics, AsyncProfiles, AsyncResonanceClient
     from ._auth import ApiKeyAuth, Auth, BasicAuth, BearerAuth, HmacAuth, OAuth2ClientCredentials
     from ._breaker import BreakerPolicy, BreakerState, BreakerTransition, CircuitBreaker
-    from ._cache import CachePolicy
     from ._clock import Clock, FakeClock, Sleep
     from ._exceptions import (
         ApiError,
@@ -48,6 +47,7 @@ if _TYPE_CHECKING:
         ValidationFailed,
     )
     from ._http import CallInfo
+    from ._httpcache import CachePolicy
     from ._httpx import AsyncResilientTransport, ResilientTransport
     from ._limiter import RateLimitPolicy, TokenBucket
     from ._metrics import Metrics, MetricsSnapshot
@@ -160,7 +160,7 @@ _MODULES = (
     "._httpx",
     "._auth",
     "._breaker",
-    "._cache",
+    "._httpcache",
     "._clock",
     "._http",
     "._limiter",

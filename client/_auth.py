@@ -25,10 +25,10 @@ from collections.abc import Generator
 from typing import Any
 from urllib.parse import urlencode
 
-from ._cache import credential_digest
 from ._clock import Clock, monotonic, wall
 from ._errors import ApiError, RequestInvalid, ResponseInvalid, Unauthorized
 from ._http import Received, Request
+from ._httpcache import credential_digest
 from ._redaction import register_secret
 
 __all__ = ["ApiKeyAuth", "Auth", "AuthFlow", "BasicAuth", "BearerAuth", "HmacAuth", "OAuth2ClientCredentials"]

@@ -32,7 +32,6 @@ from typing import Any
 
 from ._auth import Auth, AuthFlow, OAuth2ClientCredentials
 from ._breaker import BreakerRegistry
-from ._cache import HttpCache, Lookup, credential_digest
 from ._clock import sleep as _real_sleep
 from ._errors import (
     ApiError,
@@ -45,6 +44,7 @@ from ._errors import (
     error_for_status,
 )
 from ._http import CallInfo, Final, Received, Request, Send, Sleep, host_key
+from ._httpcache import HttpCache, Lookup, credential_digest
 from ._limiter import LimiterRegistry
 from ._metrics import Metrics
 from ._policies import Policies
@@ -135,9 +135,14 @@ class Engine:
         )
 
     def served_hit(self, lookup: Lookup, request_id: str | None = None) -> Final | None:
-        """A :class:`Final` for a lookup the cache answers (a fresh hit), else ``None``."""
+        """A :class:`Final` for a lookup the cache answers (a fresh hit), else ``None``.
+
+        A stale entry offered under ``stale-while-revalidate`` (``lookup.background``) is not
+        served: no driver runs background work, so the revalidation happens now, in the
+        foreground (RFC 5861 allows a cache not to serve stale), and the cache is told its result.
+        """
         served = lookup.response
-        if served is None:
+        if served is None or lookup.background:
             return None
         self.metrics.record_hit()
         return Final(CallInfo(0, request_id, served.cache_status, 0.0, 0.0), served=served)

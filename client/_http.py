@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+from ._httpcache import ServedResponse
 from ._timeouts import Deadline
 
 __all__ = [
@@ -138,15 +139,9 @@ class Received:
         self.native = native
 
 
-@dataclass(frozen=True, slots=True)
-class Served:
-    """A response the cache answers with instead of the origin's."""
-
-    status: int
-    headers: tuple[tuple[str, str], ...]
-    body: bytes
-    cache_status: str
-    reason: str = ""
+#: A response the cache answers with instead of the origin's (``status``, ``headers`` as
+#: pairs, ``body``, ``cache_status``, ``reason``).
+Served = ServedResponse
 
 
 class Send:

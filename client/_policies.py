@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._breaker import BreakerPolicy
-from ._cache import CachePolicy
 from ._clock import Clock, Sleep
+from ._httpcache import CachePolicy
 from ._limiter import RateLimitPolicy
 from ._retry import RetryPolicy
 from ._timeouts import Timeouts

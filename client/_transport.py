@@ -69,36 +69,28 @@ def _no_auth(r: requests.PreparedRequest) -> requests.PreparedRequest:
     return r
 
 
-_templates: dict[int, tuple[Served, CachedResponse]] = {}
-
-
 def _native(served: Served, request: requests.PreparedRequest | None, url: str) -> CachedResponse:
     """A caller-owned ``requests`` response for what the cache served (the body bytes are
     shared, immutably; the headers are the caller's to change)."""
-    cached = _templates.get(id(served))
-    if cached is None or cached[0] is not served:
-        proto = CachedResponse()
-        proto.status_code = served.status
-        proto.headers = CaseInsensitiveDict(served.headers)
-        proto._content = served.body
-        proto._content_consumed = True  # type: ignore[attr-defined]
-        proto.reason = served.reason or ("OK" if served.status < 400 else "")
-        proto.encoding = requests.utils.get_encoding_from_headers(proto.headers)
-        if len(_templates) > 1024:
-            _templates.clear()
-        _templates[id(served)] = cached = (served, proto)
-    proto = cached[1]
     r = CachedResponse.__new__(CachedResponse)
-    d = r.__dict__
-    d.update(proto.__dict__)
     h: CaseInsensitiveDict[str] = CaseInsensitiveDict.__new__(CaseInsensitiveDict)
-    h._store = proto.headers._store.copy()  # type: ignore[attr-defined]
-    d["headers"] = h
-    d["history"] = []
-    d["elapsed"] = _ZERO
-    d["cache_status"] = served.cache_status
-    d["url"] = url
-    d["request"] = request
+    h._store = {name.lower(): (name, value) for name, value in served.headers}  # type: ignore[attr-defined]
+    r.__dict__.update(
+        _content=served.body,
+        _content_consumed=True,
+        _next=None,
+        status_code=served.status,
+        headers=h,
+        raw=None,
+        url=url,
+        encoding=requests.utils.get_encoding_from_headers(h),
+        history=[],
+        reason=served.reason,
+        cookies=requests.cookies.RequestsCookieJar(),
+        elapsed=_ZERO,
+        request=request,
+        cache_status=served.cache_status,
+    )
     return r
 
 
@@ -411,9 +403,8 @@ class ResilientSession(_Driver, requests.Session):
                     lookup = cache.lookup(
                         method, prepared_url, view, credential=engine.credential(call_auth or auth, view)
                     )
-                    if lookup.response is not None:
-                        final = engine.served_hit(lookup, view.get("X-Request-ID"))
-                        assert final is not None and final.served is not None
+                    final = engine.served_hit(lookup, view.get("X-Request-ID"))
+                    if final is not None and final.served is not None:
                         response = _native(final.served, None, prepared_url)
                         response.__dict__["resilience"] = final.info
                         return response

@@ -238,34 +238,34 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         id="vary-ignored",
         description="Vary is ignored: one language's cached answer is served to another",
-        file="client/_cache.py",
-        old="            vary = tuple((n, request_headers.get(n)) for n in names)",
-        new="            vary = ()",
+        file="client/_httpcache/_entry.py",
+        old="            if vary_value(name, lines.get(name, [])) != value:\n                return False",
+        new="            pass",
         probe="cache",
     ),
     Mutant(
         id="age-ignored",
         description="the Age a response arrived with is not counted against its freshness",
-        file="client/_cache.py",
-        old="        age = float(age_header) if age_header and age_header.isdigit() else 0.0",
-        new="        age = 0.0",
+        file="client/_httpcache/_entry.py",
+        old="    return max(apparent_age, parse_age(headers) + response_delay)",
+        new="    return max(apparent_age, response_delay)",
         probe="cache",
     ),
     Mutant(
         id="no-store-stored",
         description="a no-store response is stored (and revalidated later)",
-        file="client/_cache.py",
-        old='            or "no-store" in directives\n',
+        file="client/_httpcache/_cache.py",
+        old='        elif "no-store" in cc:\n            return None\n',
         new="",
         probe="cache",
     ),
     Mutant(
         id="no-cache-served-fresh",
         description="a no-cache response is served from the cache without revalidating",
-        file="client/_cache.py",
-        old='        lifetime = 0.0 if "no-cache" in directives'
-        " else self._lifetime(directives, entry.headers)",
-        new="        lifetime = self._lifetime(directives, entry.headers)",
+        file="client/_httpcache/_cache.py",
+        old="            if fresh and not entry.no_cache and not req.no_cache and _"
+        "fresh_enough(entry, req, age):",
+        new="            if fresh and not req.no_cache and _fresh_enough(entry, req, age):",
         probe="cache",
     ),
     Mutant(
@@ -279,10 +279,83 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         id="put-delete-keep-cache",
         description="PUT and DELETE count as safe: they do not invalidate the cached GET of their URL",
-        file="client/_cache.py",
-        old='_SAFE = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})',
-        new='_SAFE = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})',
+        file="client/_httpcache/_cache.py",
+        old='SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PROPFIND'
+        '", "REPORT", "SEARCH", "QUERY"})',
+        new='SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PROPFIND'
+        '", "REPORT", "SEARCH", "QUERY",'
+        ' "PUT", "DELETE"})',
         probe="cache",
+    ),
+    # -- client: the engine (one mutant per property, each in the engine every driver runs) ---
+    Mutant(
+        id="engine-transport-error-not-an-attempt",
+        description="P1: an attempt that ends in a connection error is not counted, so it i"
+        "s retried once more",
+        file="client/_engine.py",
+        old='                        seen = getattr(error, "received", None)\n',
+        new='                        seen = getattr(error, "received", None)\n'
+        "                        if isinstance(error, TransportError):\n"
+        "                            state.attempt -= 1\n",
+        probe="retry",
+    ),
+    Mutant(
+        id="engine-key-on-every-post",
+        description="P2: the engine adds an Idempotency-Key to every POST, opted in or not,"
+        " so any POST is retried",
+        file="client/_engine.py",
+        old="            if retry.idempotency_header not in headers and retry.wants_key(method, url):",
+        new="            if retry.idempotency_header not in headers and (method == "
+        '"POST" or retry.wants_key(method, url)):',
+        probe="retry",
+    ),
+    Mutant(
+        id="engine-sleep-capped",
+        description="P3: the engine cuts every wait between attempts to 1 s, Retry-After included",
+        file="client/_engine.py",
+        old='                yield Sleep(delay, "backoff")',
+        new='                yield Sleep(min(delay, 1.0), "backoff")',
+        probe="retry",
+    ),
+    Mutant(
+        id="engine-4xx-trips-breaker",
+        description="P4: the engine reports every 4xx to the breaker as a failure of the host",
+        file="client/_engine.py",
+        old="                            breaker.record(ticket, failure=breaker.policy.is_failure(status))",
+        new="                            breaker.record(ticket, failure=status >= 400)",
+        probe="breaker",
+    ),
+    Mutant(
+        id="engine-server-limits-unheard",
+        description="P5: the engine never tells the limiter what a response's rate-limit headers said",
+        file="client/_engine.py",
+        old="                        if bucket is not None:\n                      "
+        "      bucket.observe(status, reply.headers)",
+        new="                        if bucket is None:\n                          "
+        "  bucket.observe(status, reply.headers)",
+        probe="limiter",
+    ),
+    Mutant(
+        id="engine-unsafe-answers-untold",
+        description="P6: the engine tells the cache only about GET and HEAD answers, so a P"
+        "UT never invalidates",
+        file="client/_engine.py",
+        old="        if self.cache is not None and lk is not None:\n            out"
+        "come = self.cache.on_response(",
+        new='        if self.cache is not None and lk is not None and request.method in ("GET", "HEAD"):\n'
+        "            outcome = self.cache.on_response(",
+        probe="cache",
+    ),
+    Mutant(
+        id="engine-budget-counts-attempts",
+        description="P7: the retry budget counts every attempt as a new call, so retries fe"
+        "ed their own allowance",
+        file="client/_engine.py",
+        old="            if state.attempt > 1 and auth is not None:\n",
+        new="            if state.attempt > 1 and self.budget is not None:\n"
+        "                self.budget.record_request()\n"
+        "            if state.attempt > 1 and auth is not None:\n",
+        probe="retry",
     ),
     # -- fake: fault injection ------------------------------------------------------------------
     Mutant(

@@ -180,6 +180,16 @@ def retry() -> Observations:
         }
 
     _observe(out, "a POST through two 503s", headers_of_attempts)
+
+    def budgeted_sends() -> int:
+        budget = RetryBudget(ratio=0.5, min_per_second=0.0, window=10.0)
+        policy = RetryPolicy(attempts=4, budget=budget, backoff_base=0.001, rng=random.Random(0))
+        session, adapter, _ = _session(_only(retry=policy), [(503, {})])
+        for _ in range(3):
+            _call(session, "GET")
+        return len(adapter.sent)
+
+    _observe(out, "attempts of three failing GETs on a ratio-0.5 budget", budgeted_sends)
     return out
 
 
@@ -256,6 +266,13 @@ def breaker() -> Observations:
         return acquired(b)
 
     _observe(out, "acquire 10.5 s after a reopen, a stale failure in between", stale)
+
+    def session_after_404s() -> list[str]:
+        policy = BreakerPolicy(window=4, min_calls=3, failure_rate=0.5, open_for=10.0)
+        session, _, _ = _session(_only(breaker=policy), [(404, {})])
+        return [_call(session, "GET") for _ in range(4)]
+
+    _observe(out, "four GETs answered 404 through a session", session_after_404s)
     return out
 
 
@@ -289,6 +306,16 @@ def limiter() -> Observations:
         return bucket.level()
 
     _observe(out, "tokens after 100 s idle (burst 2)", level_after_idle)
+
+    def session_sleeps_after_none_remain() -> list[float]:
+        policy = RateLimitPolicy(rate=100, burst=100)
+        script: list[Reply] = [(200, {"RateLimit": '"default";r=0;t=5'}), (200, {})]
+        session, _, clock = _session(_only(limiter=policy), script)
+        _call(session, "GET")
+        _call(session, "GET")
+        return [round(s, 3) for s in clock.sleeps]
+
+    _observe(out, "a session's sleeps after RateLimit r=0;t=5", session_sleeps_after_none_remain)
     return out
 
 

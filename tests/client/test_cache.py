@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from client import CachedResponse, CachePolicy, Policies, RetriesExhausted, ServerError
-from client._cache import HttpCache, parse_cache_control, secret_free_url
+from client._httpcache import HttpCache, parse_cache_control, secret_free_url
 
 from .fakes import error, ok
 
@@ -166,7 +166,8 @@ def test_keys_never_hold_the_secret(make_session):
     s.get(URL, headers={"X-API-Key": "demo-key"})
     s.get(URL + "?api_key=query-secret")
     s.get(URL, params={"api_key": "param-secret"})
-    keys = repr(list(s.pipeline.cache._entries))
+    store = s.pipeline.cache._store
+    keys = repr(list(store._by_key)) + repr(list(store._by_path))
     for secret in ("demo-key", "query-secret", "param-secret"):
         assert secret not in keys
 
@@ -262,21 +263,27 @@ def test_lru_bound_evicts_least_recently_used(make_session):
     assert a.count == n + 1
 
 
-def test_head_and_post_are_not_served_from_get_entries(make_session):
-    """Only GET/HEAD are cached, each under its own method."""
+def test_post_is_never_served_from_get_entries_and_head_may_be(make_session):
+    """A POST always reaches the origin; a HEAD may be answered from a stored GET (RFC 9110
+    section 9.3.2: a response to GET can satisfy HEAD), without a body."""
     s, a = make_session(ok({"v": 1}, Cache_Control="max-age=60"))
     s.get(URL)
-    s.head(URL)
+    head = s.head(URL)
+    assert a.count == 1 and head.status_code == 200 and head.content == b""
     s.post(URL, json={})
-    assert a.count == 3
+    assert a.count == 2
 
 
-def test_error_statuses_are_not_cached(make_session):
-    """A 500 is not stored."""
-    s, a = make_session(error(500, Cache_Control="max-age=60"), ok({"v": 1}), policies=Policies(retry=None))
+def test_error_statuses_are_cached_only_with_explicit_freshness(make_session):
+    """A 500 without explicit freshness is not stored; one with max-age is (RFC 9111 section 3:
+    any final status may be stored when explicit freshness allows it)."""
+    s, a = make_session(error(500), ok({"v": 1}), policies=Policies(retry=None))
     s.get(URL)
     s.get(URL)
     assert a.count == 2
+    s, a = make_session(error(500, Cache_Control="max-age=60"), ok({"v": 1}), policies=Policies(retry=None))
+    s.get(URL)
+    assert s.get(URL).status_code == 500 and a.count == 1
 
 
 def test_no_explicit_freshness_without_validators_is_not_stored(make_session):

@@ -15,7 +15,6 @@ import pytest
 
 from client._auth import ApiKeyAuth, HmacAuth, OAuth2ClientCredentials
 from client._breaker import BreakerPolicy
-from client._cache import CachePolicy
 from client._clock import FakeClock
 from client._engine import Engine
 from client._errors import (
@@ -27,6 +26,7 @@ from client._errors import (
     Unauthorized,
 )
 from client._http import Final, Headers, Received, Request, Send, Sleep
+from client._httpcache import CachePolicy
 from client._limiter import RateLimitPolicy, TokenBucket, reset_seconds
 from client._policies import Policies
 from client._retry import RetryPolicy

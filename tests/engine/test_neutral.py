@@ -12,7 +12,7 @@ HERE = Path(__file__).parent
 ENGINE_MODULES = (
     "client._auth",
     "client._breaker",
-    "client._cache",
+    "client._httpcache",
     "client._clock",
     "client._engine",
     "client._errors",
