@@ -25,6 +25,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--base-url", default=None, help="run the provider checks against this server instead of a local fake"
     )
     group.addoption("--api-key", default="demo-key", help="API key of the provider under test")
+    group.addoption("--tenant", default="demo", help="the tenant that API key belongs to (default: demo)")
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +47,11 @@ def provider_url(request: pytest.FixtureRequest) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def api_key(request: pytest.FixtureRequest) -> str:
     return str(request.config.getoption("--api-key"))
+
+
+@pytest.fixture(scope="session")
+def tenant(request: pytest.FixtureRequest) -> str:
+    return str(request.config.getoption("--tenant"))
 
 
 @pytest.fixture(scope="session")

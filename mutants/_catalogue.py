@@ -449,6 +449,14 @@ MUTANTS: tuple[Mutant, ...] = (
         probe="fake",
     ),
     Mutant(
+        id="unit-maximum-exclusive",
+        description="an hrv_vector value of exactly 1 is refused",
+        file="mock_server/_inputs.py",
+        old="Unit = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]",
+        new="Unit = Annotated[float, Field(ge=0.0, lt=1.0, allow_inf_nan=False)]",
+        probe="fake",
+    ),
+    Mutant(
         id="short-vector-accepted",
         description="an hrv_vector of 7 numbers is accepted",
         file="mock_server/_inputs.py",

@@ -477,6 +477,17 @@ def fake() -> Observations:
         _observe(out, "a POST sent twice with one key", replay)
         _observe(
             out,
+            "an hrv_vector of 1s",
+            lambda: (
+                http.post(
+                    f"{url}/profiles",
+                    json={"tenant": "acme", "profile_name": "ones", "hrv_vector": [1.0] * 8},
+                    headers=acme,
+                ).status_code
+            ),
+        )
+        _observe(
+            out,
             "a 7-number hrv_vector",
             lambda: (
                 http.post(
