@@ -142,6 +142,10 @@ def test_stateful_links(provider_schema: Any, provider_url: str, api_key: str) -
         def setup(self) -> None:
             _wipe_profiles(provider_url, api_key)
 
+        def before_call(self, case: Any) -> None:
+            # Generated keys repeat across steps with other bodies (a 422 by contract).
+            fresh_idempotency_key(case)
+
     Machine.run(
         settings=settings(
             max_examples=20, stateful_step_count=6, deadline=None, suppress_health_check=list(HealthCheck)
