@@ -332,6 +332,8 @@ def test_x_forwarded_for_does_not_choose_the_address_failed_logins_count_under(
         ({"header_timeout": 0}, "header_timeout"),
         ({"max_header_line_bytes": 100}, "max_header_line_bytes"),
         ({"max_header_bytes": 4096, "max_header_line_bytes": 8192}, "max_header_line_bytes"),
+        ({"http": "h2"}, "http"),
+        ({"loop": "trio"}, "loop"),
     ],
 )
 def test_bad_limits_name_the_field(settings: dict[str, Any], field: str) -> None:
