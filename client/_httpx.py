@@ -29,13 +29,15 @@ import contextvars
 import inspect
 import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
+import anyio
 import httpcore
 import httpx
 
 from ._auth import Auth
+from ._clock import monotonic
 from ._clock import sleep as _real_sleep
 from ._engine import Engine, Flow, Reply, drive
 from ._errors import ApiError, DeadlineExceeded
@@ -48,7 +50,7 @@ from ._exceptions import (
     TransportError,
     public,
 )
-from ._http import Final, Received, Request, Send, Sleep
+from ._http import Final, Received, Request, Send, Sleep, host_key
 from ._metrics import Metrics
 from ._policies import Policies
 from ._redaction import redact, redact_url
@@ -57,6 +59,10 @@ __all__ = ["AsyncResilientTransport", "ResilientTransport", "map_httpx_error"]
 
 #: The monotonic instant the current attempt must have its body by (``None``: no deadline).
 _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("resilient_deadline", default=None)
+#: The seconds the current attempt must still hold its bytes back (the host's limiter pause).
+_HOLD: contextvars.ContextVar[Callable[[], float] | None] = contextvars.ContextVar(
+    "resilient_hold", default=None
+)
 
 # httpx class -> (client class, label, may the server have seen the request?)
 _MAPPING: tuple[tuple[type[BaseException], type[ApiError], str, bool], ...] = (
@@ -99,7 +105,22 @@ def map_httpx_error(exc: BaseException, *, method: str = "", url: str = "") -> A
     return target(message)
 
 
-# -- the deadline on every network read ---------------------------------------------------------
+# -- the deadline on every network read, the limiter's word on every write ----------------------
+def _hold_left() -> float:
+    """How long to hold a write back: a pause the server announced after this attempt was
+    admitted (another task's 429, say) holds its bytes too, however long the attempt waited
+    for a connection. A hold past the deadline ends the attempt as unsent."""
+    hold = _HOLD.get()
+    if hold is None:
+        return 0.0
+    wait = hold()
+    if wait > 0:
+        until = _DEADLINE.get()
+        if until is not None and time.monotonic() + wait >= until:
+            raise httpcore.ConnectTimeout("the host's rate-limit pause ends after the call's deadline")
+    return wait
+
+
 def _clip(timeout: float | None) -> float | None:
     until = _DEADLINE.get()
     if until is None:
@@ -118,6 +139,10 @@ class _Stream(httpcore.NetworkStream):
         return self._inner.read(max_bytes, _clip(timeout))
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        wait = _hold_left()
+        while wait > 0:
+            time.sleep(wait)
+            wait = _hold_left()
         self._inner.write(buffer, _clip(timeout))
 
     def close(self) -> None:
@@ -165,6 +190,10 @@ class _AsyncStream(httpcore.AsyncNetworkStream):
         return await self._inner.read(max_bytes, _clip(timeout))
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        wait = _hold_left()
+        while wait > 0:
+            await anyio.sleep(wait)
+            wait = _hold_left()
         await self._inner.write(buffer, _clip(timeout))
 
     async def aclose(self) -> None:
@@ -223,16 +252,17 @@ def _request_of(request: httpx.Request) -> Request:
 
 
 def _timeout_extension(request: httpx.Request, action: Send) -> None:
-    given = request.extensions.get("timeout") or {}
+    """The attempt's timeouts for httpx: connect and read as the engine clipped them, writes like
+    reads, and a wait for a pooled connection bounded by the call's deadline only (waiting for a
+    connection is this client's own queue, not the host's slowness)."""
+    left = action.deadline.remaining()
     request.extensions = {
         **request.extensions,
         "timeout": {
             "connect": action.connect,
             "read": action.read,
-            "write": action.read if given.get("write") is None else min(given["write"], action.read or 1e9),
-            "pool": action.connect
-            if given.get("pool") is None
-            else min(given["pool"], action.connect or 1e9),
+            "write": action.read,
+            "pool": None if left == float("inf") else left,
         },
     }
 
@@ -285,6 +315,14 @@ class _Base:
     def metrics(self) -> Metrics:
         """The counters of every call made through this transport."""
         return self.engine.metrics
+
+    def _hold(self, action: Send) -> Callable[[], float] | None:
+        """What holds this attempt's bytes back: its host's limiter pause (real time only: a
+        fake clock's pauses are the engine's to wait out, in its own sleeps)."""
+        limiters = self.engine.limiters
+        if action.attempt == 0 or limiters is None or limiters.policy.clock is not monotonic:
+            return None
+        return limiters.get(host_key(action.request.url)).pause_left
 
     def _flow(self, request: httpx.Request) -> tuple[Request, Flow]:
         neutral = _request_of(request)
@@ -342,6 +380,7 @@ class ResilientTransport(_Base, httpx.BaseTransport):
             _timeout_extension(target, action)
             until = action.deadline.remaining()
             token = _DEADLINE.set(time.monotonic() + until if until != float("inf") else None)
+            held = _HOLD.set(self._hold(action))
             try:
                 response = self.inner.handle_request(target)
                 try:
@@ -356,6 +395,7 @@ class ResilientTransport(_Base, httpx.BaseTransport):
                 raise _mapped(exc, target) from exc
             finally:
                 _DEADLINE.reset(token)
+                _HOLD.reset(held)
             return Received(response.status_code, response.headers, body, response)
 
         def sleep(action: Sleep) -> None:
@@ -482,6 +522,7 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
             _timeout_extension(target, action)
             until = action.deadline.remaining()
             token = _DEADLINE.set(time.monotonic() + until if until != float("inf") else None)
+            held = _HOLD.set(self._hold(action))
             try:
                 response = await self.inner.handle_async_request(target)
                 try:
@@ -496,6 +537,7 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
                 raise _mapped(exc, target) from exc
             finally:
                 _DEADLINE.reset(token)
+                _HOLD.reset(held)
             return Received(response.status_code, response.headers, body, response)
 
         async def sleep(action: Sleep) -> None:

@@ -42,6 +42,8 @@ EPOCH_THRESHOLD = 1e9
 #: server refills, so an old one is merely cautious), and how often a capped request looks again.
 REMAINING_TTL = 1.0
 IN_FLIGHT_POLL = 0.005
+#: Past this many requests in flight, the cap after a refusal is lifted altogether.
+MAX_CAP = 1024.0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -95,6 +97,10 @@ class TokenBucket:
         self._in_flight = 0
         self._remaining: int | None = None
         self._remaining_at = 0.0
+        # After the server refuses (a 429, or none remaining), fewer requests go out at once:
+        # halve what was in flight, then grow by one per round of answers (AIMD, as TCP). The
+        # fewer on their way, the fewer cross the next refusal before the client can read it.
+        self._cap = float("inf")
 
     def level(self) -> float:
         """Tokens available now (negative while reservations are queued)."""
@@ -173,11 +179,13 @@ class TokenBucket:
         with self._lock:
             now = self.policy.clock()
             remaining = self._remaining
-            if (
-                remaining is not None
-                and self._in_flight > 0
-                and self._in_flight >= remaining
-                and now - self._remaining_at < REMAINING_TTL
+            if self._in_flight > 0 and (
+                self._in_flight >= self._cap
+                or (
+                    remaining is not None
+                    and self._in_flight >= remaining
+                    and now - self._remaining_at < REMAINING_TTL
+                )
             ):
                 wait = IN_FLIGHT_POLL
             else:
@@ -251,11 +259,18 @@ class TokenBucket:
             pause = after if pause is None else max(pause, after)
         elif remaining == 0 and pause is None:
             pause = policy.pause_on_429
+        refused = status == 429 or remaining == 0
         if pause is None and remaining is None:
             return
         with self._lock:
             now = policy.clock()
             self._refill(now)
+            if refused:
+                self._cap = max(1.0, min(self._cap, self._in_flight + 1.0) / 2)
+            elif self._cap != float("inf"):
+                self._cap += 1.0 / self._cap
+                if self._cap > MAX_CAP:
+                    self._cap = float("inf")
             if remaining is not None:
                 self._remaining = remaining
                 self._remaining_at = now

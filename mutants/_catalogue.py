@@ -327,12 +327,11 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         id="engine-server-limits-unheard",
-        description="P5: the engine never tells the limiter what a response's rate-limit headers said",
+        description="P5: the engine hands the limiter the request's headers, not the response's, so "
+        "the server's rate-limit word goes unheard",
         file="client/_engine.py",
-        old="                        if bucket is not None:\n                      "
-        "      bucket.observe(status, reply.headers)",
-        new="                        if bucket is None:\n                          "
-        "  bucket.observe(status, reply.headers)",
+        old="                            bucket.observe(status, reply.headers)",
+        new="                            bucket.observe(status, request.headers)",
         probe="limiter",
     ),
     Mutant(

@@ -335,3 +335,25 @@ def test_async_from_env(tmp_path: Any) -> None:
     assert api.base_url == "http://h.test:9" and api.transport is not None
     assert api.transport.policies.retry is not None and api.transport.policies.retry.attempts == 2
     asyncio.run(api.aclose())
+
+
+def test_a_write_is_held_while_the_host_is_paused() -> None:
+    """A request admitted before another task's 429 was read holds its bytes until the pause
+    the server announced is over (the wrapped network stream asks the limiter at each write)."""
+    from client import TokenBucket
+    from client._httpx import _HOLD, _Stream
+
+    bucket = TokenBucket(RateLimitPolicy(rate=100, burst=100))
+    bucket.observe(429, {"Retry-After": "0.05"})
+    seen: list[float] = []
+
+    class Inner:
+        def write(self, buffer: bytes, timeout: float | None = None) -> None:
+            seen.append(bucket.pause_left())
+
+    token = _HOLD.set(bucket.pause_left)
+    try:
+        _Stream(Inner()).write(b"GET / HTTP/1.1\r\n\r\n")  # type: ignore[arg-type]
+    finally:
+        _HOLD.reset(token)
+    assert seen == [0.0]

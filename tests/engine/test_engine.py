@@ -270,3 +270,24 @@ def test_no_more_requests_in_flight_than_the_server_says_remain() -> None:
         clock.sleep(action.seconds)
         action = second.send(None)
     assert isinstance(action, Send) and sum(waits) >= 5 - 0.02
+
+
+def test_a_refusal_halves_the_requests_in_flight() -> None:
+    """After a 429 with three requests out, at most half as many go out at once (AIMD): the
+    fewer on their way, the fewer cross the next refusal before the client can read it."""
+    clock = FakeClock()
+    bucket = TokenBucket(
+        RateLimitPolicy(rate=1000, burst=1000, clock=clock.clock, wall_clock=clock.wall, sleep=clock.sleep)
+    )
+    for _ in range(4):
+        assert bucket.reserve() == 0 and bucket.admit() == 0
+    bucket.done()
+    bucket.observe(429, {"Retry-After": "1"})  # three still out
+    clock.advance(1.0)
+    assert bucket.in_flight == 3
+    bucket.reserve()
+    assert bucket.admit() > 0  # cap 2, three out: wait
+    for _ in range(2):
+        bucket.done()
+        bucket.observe(200, {"X-RateLimit-Remaining": "50"})
+    assert bucket.admit() == 0  # one out, cap grows back
