@@ -8,7 +8,8 @@ layer delays it, answers it with a fault, breaks its connection, or hands it to 
 perhaps alters what comes back.
 
 Delays are futures resolved by ``loop.call_later`` (what ``asyncio.sleep`` does), registered
-so that an admin reset can release them at once: a released request gets a 503.
+so that an admin reset can release them at once: a released request gets a 503. A delay is never
+shorter than asked (see :class:`_Timer`).
 """
 
 from __future__ import annotations
@@ -81,6 +82,33 @@ def _no_reset(session: str | None) -> None:
 def _resolve(fut: asyncio.Future[str], value: str) -> None:
     if not fut.done():
         fut.set_result(value)
+
+
+class _Timer:
+    """Resolves ``fut`` as elapsed once ``delay_s`` has passed, never before.
+
+    uvloop's timers count whole milliseconds from a clock read at the start of the loop's turn,
+    so one can fire up to a millisecond early: an injected 30 ms would then be 29.5. The timer
+    checks the time when it fires and waits out what is left.
+    """
+
+    __slots__ = ("_loop", "_fut", "_deadline", "_handle")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fut: asyncio.Future[str], delay_s: float) -> None:
+        self._loop = loop
+        self._fut = fut
+        self._deadline = time.monotonic() + delay_s
+        self._handle = loop.call_later(delay_s, self._fire)
+
+    def _fire(self) -> None:
+        left = self._deadline - time.monotonic()
+        if left > 0:
+            self._handle = self._loop.call_later(left, self._fire)
+        else:
+            _resolve(self._fut, _ELAPSED)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
 
 
 def is_loopback(host: str | None) -> bool:
@@ -308,7 +336,7 @@ class FaultLayer:
         disconnects first."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[str] = loop.create_future()
-        timer = loop.call_later(delay_s, _resolve, fut, _ELAPSED) if delay_s is not None else None
+        timer = _Timer(loop, fut, delay_s) if delay_s is not None else None
         watcher: asyncio.Task[None] | None = None
         if receive is not None:
             watcher = loop.create_task(_inject.until_disconnect(receive))

@@ -252,6 +252,33 @@ def test_latency_then_the_real_response(server):
     assert entry["duration_ms"] >= 30
 
 
+def test_an_injected_delay_is_never_shorter_than_asked():
+    """uvloop's timers may fire up to a millisecond early: the layer waits out what is left."""
+    import asyncio
+    import time
+
+    from mock_server._faults._layer import _Timer
+
+    asked: list[float] = []
+
+    class EarlyLoop:
+        def call_later(self, delay, callback):
+            asked.append(delay)
+            return type("Handle", (), {"cancel": lambda self: None})()
+
+    loop = asyncio.new_event_loop()
+    try:
+        fut = loop.create_future()
+        timer = _Timer(EarlyLoop(), fut, 0.02)
+        timer._fire()  # the timer fires well before its time
+        assert not fut.done() and len(asked) == 2 and 0 < asked[1] <= 0.02
+        time.sleep(0.02)
+        timer._fire()
+        assert fut.result() == "elapsed"
+    finally:
+        loop.close()
+
+
 def test_latency_does_not_block_the_event_loop(server):
     """While one request is held by a long delay, others are answered."""
     session = "held-loop"
