@@ -42,6 +42,7 @@ EPOCH_THRESHOLD = 1e9
 #: server refills, so an old one is merely cautious), and how often a capped request looks again.
 REMAINING_TTL = 1.0
 IN_FLIGHT_POLL = 0.005
+MAX_POLL = 0.25
 #: Past this many requests in flight, the cap after a refusal is lifted altogether.
 MAX_CAP = 1024.0
 
@@ -101,6 +102,9 @@ class TokenBucket:
         # halve what was in flight, then grow by one per round of answers (AIMD, as TCP). The
         # fewer on their way, the fewer cross the next refusal before the client can read it.
         self._cap = float("inf")
+        # Gated callers look again after a short poll; the more of them, the longer each waits,
+        # so a thousand waiting tasks do not flood the event loop with wake-ups.
+        self._gated = 0
 
     def level(self) -> float:
         """Tokens available now (negative while reservations are queued)."""
@@ -187,9 +191,11 @@ class TokenBucket:
                     and now - self._remaining_at < REMAINING_TTL
                 )
             ):
-                wait = IN_FLIGHT_POLL
+                self._gated += 1
+                wait = min(MAX_POLL, IN_FLIGHT_POLL * (1 + self._gated // 8))
             else:
                 self._in_flight += 1
+                self._gated = 0
                 return 0.0
         if not (deadline or _NO_DEADLINE).allows(wait):
             raise DeadlineExceeded(

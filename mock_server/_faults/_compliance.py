@@ -11,7 +11,10 @@ Findings (each names the offending requests):
 - ``retry_before_retry_after`` (error): a retry sent before the previous attempt's
   ``Retry-After`` elapsed.
 - ``request_while_rate_limited`` (error): a request sent after a response said
-  ``X-RateLimit-Remaining: 0`` and before its ``X-RateLimit-Reset``.
+  ``X-RateLimit-Remaining: 0`` and before its ``X-RateLimit-Reset``. When the client had other
+  requests open as that response went out, "after" means at least ``_IN_FLIGHT_GRACE_S`` (0.1 s)
+  after it: a request arriving sooner may have left before the client could read it (with
+  several requests on the way, one often is); a client with one request at a time gets no grace.
 - ``unsafe_retry_without_idempotency_key`` (error): a POST or PATCH repeated after a 5xx or a
   connection fault without an ``Idempotency-Key`` (the first attempt may have been processed).
 - ``no_backoff`` (error): a logical request retried three or more times with every gap under
@@ -27,7 +30,7 @@ error findings, else ``fail``.
 from __future__ import annotations
 
 import statistics
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +39,11 @@ from ._journal import Entry
 
 _UNSAFE = frozenset({"POST", "PATCH"})
 _TOLERANCE_S = 0.02
+#: How long after a "none remaining" answer went out a concurrent client may still have requests
+#: on their way: it learns of the answer only when its event loop (or thread) gets to read it,
+#: which on a loaded machine takes tens of milliseconds. A client that ignores the answer is still
+#: caught for the rest of the window (a second or more).
+_IN_FLIGHT_GRACE_S = 0.1
 _MAX_NAMED = 50
 
 
@@ -225,19 +233,34 @@ def _sweep(
     blocked_until = 0.0
     failures_in_a_row = 0
     into_outage: list[Entry] = []
+    # Requests of this client the server holds (arrived, answer not finished yet), and windows
+    # that open a grace after their refusal was sent: with other requests open when a
+    # refusal goes out, the client has several on the way, and one arriving that soon may have
+    # left before the client could read the refusal. A client with nothing else open can only
+    # have sent its next request after reading it, so its window opens at once.
+    open_now = 0
+    pending: deque[tuple[float, float]] = deque()
     for when, kind, e in events:
         if kind == 0:
+            open_now -= 1
             if e.ratelimit_remaining == 0 and e.ratelimit_reset_at is not None:
                 # The reset is whole epoch seconds, rounded up: the limit may lift up to 1 s
                 # sooner, and a Retry-After on the same response is permission to come back.
                 until = e.ratelimit_reset_at - 1.0
                 if e.retry_after_s is not None:
                     until = min(until, e.finished_at + e.retry_after_s)
-                blocked_until = max(blocked_until, until)
+                if open_now > 0:
+                    pending.append((when + _IN_FLIGHT_GRACE_S, until))
+                else:
+                    blocked_until = max(blocked_until, until)
             if e.outcome == "cancelled":
                 continue
             failures_in_a_row = failures_in_a_row + 1 if e.failed else 0
             continue
+        while pending and pending[0][0] <= when:
+            blocked_until = max(blocked_until, pending.popleft()[1])
+        if e.completed:
+            open_now += 1
         if when < blocked_until - _TOLERANCE_S and e.seq not in flagged_early:
             limited.add(e, reset_in_s=round(blocked_until - when, 3))
         if failures_in_a_row >= thresholds.outage_after and e.completed and e.failed:
