@@ -178,7 +178,8 @@ def test_breaker_recovers_after_successful_probes(
     clock.advance(open_for * early)
     with pytest.raises(CircuitOpen):
         breaker.acquire()
-    clock.advance(open_for * (1 - early) + late)
+    # A microsecond past open_for: the two advances need not add up to it exactly in floats.
+    clock.advance(open_for * (1 - early) + late + 1e-6)
     probes = [breaker.acquire() for _ in range(permits)]
     assert all(p.probe for p in probes) and breaker.state is BreakerState.HALF_OPEN
     with pytest.raises(CircuitOpen):
