@@ -139,6 +139,7 @@ def _requests_driver(url: str, calls: int, rounds: int, figures: dict[str, Any])
 
 async def _async_driver(url: str, calls: int, rounds: int, figures: dict[str, Any]) -> None:
     import hishel
+    import hishel.httpx
 
     transport = AsyncResilientTransport(_policies(), auth=ApiKeyAuth("demo-key"))
     async with httpx.AsyncClient(transport=transport) as ours, httpx.AsyncClient(headers=KEY) as bare:

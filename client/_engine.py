@@ -44,7 +44,7 @@ from ._errors import (
     error_for_status,
 )
 from ._http import CallInfo, Final, Received, Request, Send, Sleep, host_key
-from ._httpcache import HttpCache, Lookup, credential_digest
+from ._httpcache import Action, HttpCache, Lookup, credential_digest
 from ._limiter import LimiterRegistry
 from ._metrics import Metrics
 from ._policies import Policies
@@ -67,6 +67,31 @@ def _on_error_served(error: ApiError) -> bool:
     return isinstance(error, TransportError | CircuitOpen | DeadlineExceeded | RetriesExhausted) or (
         isinstance(error, HttpError) and error.status >= 500
     )
+
+
+_CACHE_FIELDS = frozenset({"cache-control", "expires", "etag", "last-modified"})
+
+
+def _nothing_to_cache(lk: Lookup, status: int, headers: Mapping[str, str]) -> bool:
+    """Whether the cache's answer to this response is certainly "a miss, nothing stored": a
+    plain GET/HEAD miss (no stored variant matched) answered without any caching or validating
+    field, or with only ``Cache-Control: no-store`` (RFC 9111 section 3 then allows no storing,
+    and there is no stored response to refresh, supersede or serve stale)."""
+    if not (
+        lk.action is Action.MISS
+        and lk.entry is None
+        and lk.method in ("GET", "HEAD")
+        and 200 <= status < 300
+        and not lk.background
+    ):
+        return False
+    present = _CACHE_FIELDS.intersection(name.lower() for name in headers)
+    if not present:
+        return True
+    if present != {"cache-control"}:
+        return False
+    directives = str(headers.get("Cache-Control", "")).lower()
+    return "no-store" in directives and "must-understand" not in directives
 
 
 class Engine:
@@ -177,19 +202,21 @@ class Engine:
             hit = self.served_hit(lk, request_id)
             if hit is not None:
                 return hit
-            for name, value in lk.request_headers:
-                if name not in headers:
-                    headers[name] = value
+            if lk.request_headers is not getattr(lk, "caller_headers", None):
+                # Validators the cache adds (the common miss sends the caller's headers as is).
+                for name, value in lk.request_headers:
+                    if name not in headers:
+                        headers[name] = value
         if retry is not None:
             if id_header and request_id is None:
                 request_id = headers[id_header] = str(uuid.uuid4())
-            if retry.idempotency_header not in headers and retry.wants_key(method, url):
+            if retry.wants_key(method, url) and retry.idempotency_header not in headers:
                 headers[retry.idempotency_header] = str(uuid.uuid4())
         deadline = self.policies.timeouts.deadline()
         state = RetryState(
             method,
             url,
-            retryable_method=retry.is_retryable_method(method, retry.idempotency_header in headers)
+            retryable_method=(method in retry.methods or retry.idempotency_header in headers)
             if retry is not None
             else False,
             replayable=request.replayable,
@@ -392,7 +419,12 @@ class Engine:
         cache_status: str | None = None
         status = received.status
         served = None
-        if self.cache is not None and lk is not None:
+        if self.cache is not None and lk is not None and _nothing_to_cache(lk, status, received.headers):
+            # The common miss: nothing stored matched, and the answer carries nothing a cache
+            # could keep or validate; what the cache would conclude is known without asking it.
+            cache_status = "miss"
+            self.metrics.incr("cache_misses")
+        elif self.cache is not None and lk is not None:
             outcome = self.cache.on_response(
                 lk,
                 status,

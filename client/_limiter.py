@@ -177,11 +177,16 @@ class TokenBucket:
         server-announced pause, or a short poll while as many requests are in flight as the
         server said remain (their answers will say more). A wait crossing ``deadline`` raises
         :class:`DeadlineExceeded`."""
-        wait = self.pause_left(deadline)
-        if wait > 0:
-            return wait
         with self._lock:
             now = self.policy.clock()
+            wait = self._paused_until - now
+            if wait > 0:
+                if not (deadline or _NO_DEADLINE).allows(wait):
+                    raise DeadlineExceeded(
+                        f"client-side rate limit for {self.host or 'host'}: "
+                        f"server pause ends in {wait:.3f} s, after the deadline"
+                    )
+                return wait
             remaining = self._remaining
             if self._in_flight > 0 and (
                 self._in_flight >= self._cap

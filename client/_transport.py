@@ -320,6 +320,17 @@ class _MergedHeaders(Mapping[str, str]):
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
+    def pairs(self) -> tuple[tuple[str, str], ...]:
+        """The merged headers as the cache takes them (name, value) -- cheap when the call adds
+        none, the common case."""
+        session = tuple((k, str(v)) for k, v in self._session.items() if v is not None)
+        call = self._call
+        if not call:
+            return session
+        names = {k.lower() for k in call}
+        kept = tuple(p for p in session if p[0].lower() not in names)
+        return kept + tuple((k, str(v)) for k, v in call.items() if v is not None)
+
 
 class ResilientSession(_Driver, requests.Session):
     """A ``requests.Session`` whose every request runs through :class:`Policies`.
@@ -401,7 +412,10 @@ class ResilientSession(_Driver, requests.Session):
                 prepared_url = self._urls.get(memo_key)
                 if prepared_url is not None:
                     lookup = cache.lookup(
-                        method, prepared_url, view, credential=engine.credential(call_auth or auth, view)
+                        method,
+                        prepared_url,
+                        view.pairs(),
+                        credential=engine.credential(call_auth or auth, view),
                     )
                     final = engine.served_hit(lookup, view.get("X-Request-ID"))
                     if final is not None and final.served is not None:
@@ -425,7 +439,7 @@ class ResilientSession(_Driver, requests.Session):
             if len(self._urls) < _MEMO_LIMIT:
                 self._urls[memo_key] = prep.url
             lookup = cache.lookup(
-                method, prep.url, view, credential=engine.credential(call_auth or auth, view)
+                method, prep.url, view.pairs(), credential=engine.credential(call_auth or auth, view)
             )
         settings: dict[str, Any] = dict(
             self.merge_environment_settings(prep.url, proxies or {}, stream, verify, cert)

@@ -291,3 +291,16 @@ def test_a_refusal_halves_the_requests_in_flight() -> None:
         bucket.done()
         bucket.observe(200, {"X-RateLimit-Remaining": "50"})
     assert bucket.admit() == 0  # one out, cap grows back
+
+
+def test_a_miss_answered_no_store_is_never_stored() -> None:
+    """The engine's shortcut for plain misses agrees with the cache: a no-store answer is not
+    kept, a must-understand one with a known status goes to the cache as usual."""
+    clock = FakeClock()
+    eng = engine(clock, cache=CachePolicy())
+    driver = Driver(clock, ok(Cache_Control="no-store"), ok(Cache_Control="max-age=60"))
+    first = driver.run(eng.call(request()))
+    assert first.info.cache == "miss"
+    second = driver.run(eng.call(request()))
+    assert second.info.cache == "miss" and len(driver.sends) == 2
+    assert driver.run(eng.call(request())).info.cache == "hit"
