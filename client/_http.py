@@ -55,19 +55,33 @@ class Headers(MutableMapping[str, str]):
     """Case-insensitive headers that keep the case they were set with (for engine tests and
     drivers whose library has no such mapping)."""
 
-    __slots__ = ("_store",)
+    __slots__ = ("_store", "touched")
 
     def __init__(self, items: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> None:
         self._store: dict[str, tuple[str, str]] = {}
+        #: Lower-cased names set since :meth:`track` (``None``: not tracking).
+        self.touched: set[str] | None = None
         pairs = items.items() if isinstance(items, Mapping) else items
         for name, value in pairs:
             self[name] = value
+
+    def track(self) -> Headers:
+        """Start noting which names are set from now on (a driver copies only those back)."""
+        self.touched = set()
+        return self
+
+    def get(self, name: str, default: Any = None) -> Any:  # no KeyError on the hot path
+        item = self._store.get(name.lower())
+        return default if item is None else item[1]
 
     def __getitem__(self, name: str) -> str:
         return self._store[name.lower()][1]
 
     def __setitem__(self, name: str, value: str) -> None:
-        self._store[name.lower()] = (name, value)
+        lower = name.lower()
+        self._store[lower] = (name, value)
+        if self.touched is not None:
+            self.touched.add(lower)
 
     def __delitem__(self, name: str) -> None:
         del self._store[name.lower()]

@@ -50,7 +50,7 @@ from ._exceptions import (
     TransportError,
     public,
 )
-from ._http import Final, Received, Request, Send, Sleep, host_key
+from ._http import Final, Headers, Received, Request, Send, Sleep, host_key
 from ._metrics import Metrics
 from ._policies import Policies
 from ._redaction import redact, redact_url
@@ -248,7 +248,27 @@ def _request_of(request: httpx.Request) -> Request:
     stream = request.stream
     replayable = isinstance(stream, httpx.ByteStream)
     body = request.content if replayable else None
-    return Request(request.method, str(request.url), request.headers, body or None, replayable=replayable)
+    # The engine reads and sets headers many times a call; httpx.Headers scans and decodes its
+    # whole list on every look-up, so the engine gets a dict copy and what it sets is copied back.
+    headers = Headers(request.headers.multi_items()).track()
+    return Request(request.method, str(request.url), headers, body or None, replayable=replayable)
+
+
+def _sync_headers(request: httpx.Request, neutral: Request) -> None:
+    """Copy what the engine set (request id, key, credentials, validators) onto ``request``."""
+    headers = neutral.headers
+    touched = getattr(headers, "touched", None)
+    if not touched:
+        return
+    target = request.headers
+    for lower in touched:
+        value = headers.get(lower)
+        if value is None:
+            if lower in target:
+                del target[lower]
+        elif target.get(lower) != value:
+            target[lower] = value
+    touched.clear()
 
 
 def _timeout_extension(request: httpx.Request, action: Send) -> None:
@@ -329,9 +349,10 @@ class _Base:
         return neutral, self.engine.call(neutral, timeout=_caller_timeout(request, self.policies))
 
 
-def _sync_url(request: httpx.Request, neutral: Request) -> None:
-    if str(request.url) != neutral.url:
+def _sync_url(request: httpx.Request, neutral: Request, sent_url: str) -> None:
+    if neutral.url != sent_url:  # auth put a key in the query
         request.url = httpx.URL(neutral.url)
+    _sync_headers(request, neutral)
 
 
 def _token_request(wanted: Request) -> httpx.Request:
@@ -369,13 +390,14 @@ class ResilientTransport(_Base, httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         neutral, flow = self._flow(request)
+        sent_url = neutral.url
         engine = self.engine
 
         def send(action: Send) -> Received:
             if action.attempt == 0:
                 target = _token_request(action.request)
             else:
-                _sync_url(request, neutral)
+                _sync_url(request, neutral, sent_url)
                 target = request
             _timeout_extension(target, action)
             until = action.deadline.remaining()
@@ -511,13 +533,14 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
         if not isinstance(request.stream, httpx.ByteStream):
             await request.aread()
         neutral, flow = self._flow(request)
+        sent_url = neutral.url
         engine = self.engine
 
         async def send(action: Send) -> Received:
             if action.attempt == 0:
                 target = _token_request(action.request)
             else:
-                _sync_url(request, neutral)
+                _sync_url(request, neutral, sent_url)
                 target = request
             _timeout_extension(target, action)
             until = action.deadline.remaining()
