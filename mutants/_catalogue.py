@@ -132,8 +132,8 @@ MUTANTS: tuple[Mutant, ...] = (
         id="no-idempotency-key",
         description="a POST never gets the Idempotency-Key its policy opts into, so it is never retried",
         file="client/_engine.py",
-        old="if retry.idempotency_header not in headers and retry.wants_key(method, url):",
-        new="if retry.idempotency_header in headers and retry.wants_key(method, url):",
+        old="if retry.wants_key(method, url) and retry.idempotency_header not in headers:",
+        new="if retry.wants_key(method, url) and retry.idempotency_header in headers:",
         probe="retry",
     ),
     # -- client: circuit breaker ----------------------------------------------------------------
@@ -301,12 +301,12 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         id="engine-key-on-every-post",
-        description="P2: the engine adds an Idempotency-Key to every POST, opted in or not,"
-        " so any POST is retried",
+        description="P2: the engine adds an Idempotency-Key to every POST, opted in or not, so any "
+        "POST is retried",
         file="client/_engine.py",
-        old="            if retry.idempotency_header not in headers and retry.wants_key(method, url):",
-        new="            if retry.idempotency_header not in headers and (method == "
-        '"POST" or retry.wants_key(method, url)):',
+        old="            if retry.wants_key(method, url) and retry.idempotency_header not in headers:",
+        new='            if (method == "POST" or retry.wants_key(method, url))'
+        " and retry.idempotency_header not in headers:",
         probe="retry",
     ),
     Mutant(
@@ -336,13 +336,11 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         id="engine-unsafe-answers-untold",
-        description="P6: the engine tells the cache only about GET and HEAD answers, so a P"
-        "UT never invalidates",
+        description="P6: the engine tells the cache only about GET and HEAD answers, so a PUT never "
+        "invalidates",
         file="client/_engine.py",
-        old="        if self.cache is not None and lk is not None:\n            out"
-        "come = self.cache.on_response(",
-        new='        if self.cache is not None and lk is not None and request.method in ("GET", "HEAD"):\n'
-        "            outcome = self.cache.on_response(",
+        old="        elif self.cache is not None and lk is not None:\n",
+        new='        elif self.cache is not None and lk is not None and request.method in ("GET", "HEAD"):\n',
         probe="cache",
     ),
     Mutant(
