@@ -13,7 +13,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 # A \u escape of a surrogate code point; only then can a lone surrogate appear.
@@ -104,3 +104,24 @@ def session_id(raw: str | None) -> str | None:
     if raw is None or len(raw) <= SESSION_CHARS:
         return raw
     return bounded(raw, SESSION_CHARS)
+
+
+class BodyTooLarge(ValueError):
+    """A request body over its limit; the message says by how much. Raised before the body is
+    read when its declared length is over, else as soon as the bytes read pass the limit."""
+
+
+async def read_body(declared: str | None, stream: AsyncIterator[bytes], limit: int) -> bytes:
+    """The body from ``stream``, at most ``limit`` bytes; ``declared`` is its Content-Length."""
+    declared = declared or ""
+    # The length check keeps int() off absurd digit runs (over 4,300 digits it raises).
+    if declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
+        raise BodyTooLarge(f"the body is {declared[:20]} bytes; the limit is {limit}")
+    chunks = []
+    size = 0
+    async for chunk in stream:
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"the body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -20,7 +20,7 @@ from starlette.types import ASGIApp
 
 from .._errors import code_for
 from .._ids import new_request_id
-from .._untrusted import JsonError, loads, session_id
+from .._untrusted import BodyTooLarge, JsonError, loads, read_body, session_id
 from ._compliance import Thresholds, analyse
 from ._errors import FaultConfigError
 from ._journal import Filter
@@ -55,18 +55,10 @@ def _invalid(exc: FaultConfigError) -> AdminError:
 
 
 async def _body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length", "")
-    # Refused before a byte of it is read; the length check keeps int() off absurd digit runs.
-    if declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
-        raise AdminError(413, f"the body is {declared[:20]} bytes; the limit is {limit}")
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise AdminError(413, f"the body is over the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    try:
+        return await read_body(request.headers.get("content-length"), request.stream(), limit)
+    except BodyTooLarge as exc:
+        raise AdminError(413, str(exc)) from None
 
 
 async def _json(request: Request, limit: int) -> Any:
