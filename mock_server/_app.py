@@ -48,7 +48,7 @@ def build(
         max_body_bytes=config.max_body_bytes,
         auth_failures=api.auth_failures,
         tenant_of=api.auth.tenant_of,
-        on_reset=api.limiter.reset,
+        on_reset=api.reset_limits,
         # An injected 429 advertises the limit the first tenant really has.
         rate_limit=config.tenants[0].rate_limit.per_minute,
         clock=clock,

@@ -139,6 +139,32 @@ class Authenticator:
             expiry.popleft()
             tokens.pop(token, None)
 
+    def learn_token(self, token: str, tenant: str, client_id: str, expires_at: float) -> bool:
+        """Keep a token another process issued (shared state); False if its tenant is unknown."""
+        found = self._dir.by_name.get(tenant)
+        if found is None:
+            return False
+        now = self._wall()
+        self._purge(now)
+        self._tokens[token] = IssuedToken(found, client_id, expires_at)
+        self._expiry.append((expires_at, token))
+        return True
+
+    def unknown_token(self, headers: Mapping[str, str]) -> str | None:
+        """The bearer token of a request when it is neither an API key nor a token this
+        process knows: one another process may have issued (None otherwise)."""
+        split = _split_authorization(headers)
+        if split is None or split[0] != "bearer" or not split[1]:
+            return None
+        value = split[1]
+        if value in self._tokens or value in self._dir.by_api_key:
+            return None
+        return value
+
+    def issued(self, token: str) -> IssuedToken | None:
+        """What this process knows of ``token``."""
+        return self._tokens.get(token)
+
     # -- requests ------------------------------------------------------------------------
     def tenant_of(self, headers: Mapping[str, str]) -> str | None:
         """The tenant a request's credentials name, without verifying them (for matching)."""

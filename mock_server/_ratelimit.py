@@ -144,7 +144,6 @@ class RateLimiter:
 
     def take(self, credential: str, session: str | None, limit: RateLimit) -> Verdict:
         now = self._clock()
-        rate = limit.per_minute / 60.0
         if session is not None and len(session) > SESSION_CHARS:
             session = session_id(session)
         bucket = self._buckets.get((credential, session), now, limit)
@@ -152,11 +151,16 @@ class RateLimiter:
         if allowed:
             bucket.tokens -= 1.0
             self._buckets.took(bucket, limit)
-        remaining = int(bucket.tokens)
+        return self.verdict(allowed, bucket.tokens, limit)
+
+    def verdict(self, allowed: bool, tokens: float, limit: RateLimit) -> Verdict:
+        """The verdict and headers of a bucket left with ``tokens`` (here or in shared state)."""
+        rate = limit.per_minute / 60.0
+        remaining = int(tokens)
         if remaining >= 1:
-            reset = math.ceil((limit.burst - bucket.tokens) / rate)
+            reset = math.ceil((limit.burst - tokens) / rate)
         else:
-            reset = max(1, math.ceil((1.0 - bucket.tokens) / rate))
+            reset = max(1, math.ceil((1.0 - tokens) / rate))
         per_minute = limit.per_minute
         raw = [
             (b"x-ratelimit-limit", b"%d" % per_minute),

@@ -408,8 +408,8 @@ MUTANTS: tuple[Mutant, ...] = (
         id="remaining-rounded-up",
         description="X-RateLimit-Remaining rounds a part-refilled token up",
         file="mock_server/_ratelimit.py",
-        old="        remaining = int(bucket.tokens)",
-        new="        remaining = math.ceil(bucket.tokens)",
+        old="        remaining = int(tokens)",
+        new="        remaining = math.ceil(tokens)",
         probe="fake",
     ),
     Mutant(
@@ -440,9 +440,9 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         id="replay-only-200",
         description="only 200 answers are kept for Idempotency-Key replay (a 201 is not)",
-        file="mock_server/_api.py",
-        old="            if 200 <= response.status_code < 300:",
-        new="            if response.status_code == 200:",
+        file="mock_server/_resources/_idempotency.py",
+        old="        if 200 <= response.status_code < 300:",
+        new="        if response.status_code == 200:",
         probe="fake",
     ),
     Mutant(

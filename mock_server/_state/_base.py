@@ -1,0 +1,159 @@
+"""The one place the API's state plugs in: what the resources ask of a state backend.
+
+Two backends implement :class:`ApiState`: :class:`~mock_server._state._embedded.EmbeddedState`
+(one process: SQLite or memory, today's fake) and :class:`~mock_server._state._redis.RedisState`
+(any number of processes and machines sharing one Redis). The resources (profiles, generation,
+OAuth, analytics, idempotency) call only these methods, never a backend's internals.
+
+A request's rate-limit token is a :class:`Ticket`. The embedded fake takes it synchronously
+before the handler runs (no await on the hot path) and passes no ticket. A shared backend takes
+it together with the request's first state operation, in the same round trip (one Lua script),
+so a profile read is one round trip to Redis; a request that touched no state has its ticket
+taken when its handler is done. A refused ticket raises :class:`Refused`, and nothing of the
+operation happened.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+from .._errors import ApiError
+from .._ratelimit import Verdict
+from .._store import IdempotencyRecord, Profile
+from .._tenants import RateLimit
+
+
+class Ticket:
+    """A request's rate-limit token, not taken yet: taken with the first state operation."""
+
+    __slots__ = ("credential", "limit", "session", "verdict")
+
+    def __init__(self, credential: str, session: str | None, limit: RateLimit) -> None:
+        self.credential = credential
+        self.session = session
+        self.limit = limit
+        self.verdict: Verdict | None = None
+
+
+class Refused(Exception):
+    """The ticket's bucket was empty: the request is a 429 and its operation did not happen."""
+
+    def __init__(self, verdict: Verdict) -> None:
+        super().__init__("rate limited")
+        self.verdict = verdict
+
+
+def state_unavailable(where: str) -> ApiError:
+    """The contract's 503 while the shared state cannot be reached."""
+    return ApiError(
+        503,
+        f"the shared state ({where}) cannot be reached; retry shortly",
+        code="state_unavailable",
+        headers={"Retry-After": "1"},
+    )
+
+
+#: What :meth:`ApiState.claim_idempotency` returns while another request holds the key.
+PENDING = object()
+
+
+class ApiState(ABC):
+    """Profiles, idempotency records, OAuth tokens, rate-limit buckets and usage counters."""
+
+    #: True when the state lives outside this process (several processes act as one fake).
+    shared: bool = False
+
+    @abstractmethod
+    async def open(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    # -- rate limits ---------------------------------------------------------------------
+    @abstractmethod
+    async def admit(self, ticket: Ticket) -> Verdict:
+        """Take the ticket's token now (a request that touched no state)."""
+
+    @abstractmethod
+    async def reset_limits(self, session: str | None) -> None:
+        """Refill every bucket, or only those of one session (an admin reset)."""
+
+    # -- profiles ------------------------------------------------------------------------
+    @abstractmethod
+    async def get_profile(self, tenant: str, name: str, ticket: Ticket | None) -> Profile | None: ...
+
+    @abstractmethod
+    async def page(
+        self, tenant: str, after: str | None, limit: int, ticket: Ticket | None
+    ) -> tuple[list[Profile], bool]:
+        """Up to ``limit`` profiles after ``after`` in name order, and whether more exist."""
+
+    @abstractmethod
+    async def create_profile(
+        self, tenant: str, name: str, hrv: Sequence[float], metadata: dict[str, Any], ticket: Ticket | None
+    ) -> Profile:
+        """The new profile; a 409 ApiError if the name is taken."""
+
+    @abstractmethod
+    async def update_profile(
+        self,
+        tenant: str,
+        name: str,
+        hrv: Sequence[float],
+        metadata: dict[str, Any] | None,
+        if_match: str | None,
+        ticket: Ticket | None,
+    ) -> Profile:
+        """The replaced profile (``metadata`` None keeps the current); 404 or 412 ApiError."""
+
+    @abstractmethod
+    async def delete_profile(
+        self, tenant: str, name: str, if_match: str | None, ticket: Ticket | None
+    ) -> None:
+        """Remove a profile; 404 or 412 ApiError."""
+
+    # -- idempotency ---------------------------------------------------------------------
+    @abstractmethod
+    async def claim_idempotency(
+        self, tenant: str, key: str, ticket: Ticket | None
+    ) -> IdempotencyRecord | object | None:
+        """The stored record of ``key``; :data:`PENDING` while another request holds it;
+        None: the caller now holds it and must :meth:`put_idempotency` or :meth:`release_idempotency`."""
+
+    @abstractmethod
+    async def wait_idempotency(self, tenant: str, key: str) -> None:
+        """Until the request holding ``key`` may be done (then claim again)."""
+
+    @abstractmethod
+    async def put_idempotency(self, tenant: str, key: str, record: IdempotencyRecord) -> None: ...
+
+    @abstractmethod
+    async def release_idempotency(self, tenant: str, key: str) -> None: ...
+
+    # -- OAuth tokens --------------------------------------------------------------------
+    @abstractmethod
+    async def issue_token(self, client_id: str, secret: str) -> tuple[str, int] | None:
+        """A new access token and its lifetime for valid client credentials, else None."""
+
+    @abstractmethod
+    async def resolve_token(self, token: str) -> None:
+        """Make a token issued by another process known to this one's authenticator."""
+
+    # -- analytics -----------------------------------------------------------------------
+    @abstractmethod
+    def record(self, tenant: str, endpoint: str, status: int, started: float, duration: float) -> None:
+        """Count one authenticated request (in memory; written out in batches)."""
+
+    @abstractmethod
+    async def flush(self) -> None:
+        """Write the counted requests out."""
+
+    @abstractmethod
+    async def usage(self, tenant: str, first_day: str, last_day: str) -> list[tuple[str, str, int, int]]:
+        """(day, endpoint, status, count) rows of one tenant, days inclusive, unflushed ones too."""
+
+    @abstractmethod
+    def performance(self, tenant: str, timeframe: str) -> dict[str, Any]:
+        """Latency and error figures of this process's recent requests."""
