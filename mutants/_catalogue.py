@@ -390,7 +390,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         id="truncate-sends-everything",
         description="a truncate fault sends the whole body before closing",
-        file="mock_server/_faults/_layer.py",
+        file="mock_server/_faults/_injectors.py",
         old="cut = min(int(len(body) * (fault.fraction or 0.0)), len(body) - 1)",
         new="cut = len(body)",
         probe="fake",

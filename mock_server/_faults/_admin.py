@@ -4,12 +4,16 @@ JSON in and out; errors use the contract's error body, a bad rule is a 422 namin
 (``details: [{"loc": [...], "msg": ...}]``) and leaves the rules as they were. Bodies are read
 as they stream, up to the layer's ``max_body_bytes`` (413 past it), and parsed as strictly as
 the API's. Access control is the layer's job: this app is only reached by callers it let through.
+
+The handlers work on a :class:`FaultState` (rules, journal, metrics, held requests), the object
+the request path shares; they never touch the layer itself. Reads first :meth:`FaultState.sync`,
+so that with a shared backend they see what other processes did.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -26,9 +30,7 @@ from ._errors import FaultConfigError
 from ._journal import Filter
 from ._model import Rule
 from ._parse import parse_rule, parse_rules
-
-if TYPE_CHECKING:
-    from ._layer import FaultLayer
+from ._state import FaultState, RuleExists
 
 _MAX_WAIT_S = 300.0
 
@@ -96,20 +98,23 @@ def _filter(params: Mapping[str, Any], loc: tuple[str, ...] = ()) -> Filter:
 
 
 class Admin:
-    """Handlers of the admin API over one fault layer."""
+    """Handlers of the admin API over one fault state."""
 
-    def __init__(self, layer: FaultLayer) -> None:
-        self.layer = layer
+    def __init__(self, state: FaultState, *, max_body_bytes: int = 1024 * 1024) -> None:
+        self.state = state
+        self.max_body_bytes = max_body_bytes
 
     # -- rules ----------------------------------------------------------------------------------
 
     async def list_faults(self, request: Request) -> Response:
-        engine = self.layer.engine
+        state = self.state
+        await state.sync()
+        stats = await state.stats()
         return JSONResponse(
             {
-                "seed": engine.seed,
-                "rules": [r.to_dict() for r in engine.rules],
-                "stats": {r.id: engine.stats(r.id) for r in engine.rules},
+                "seed": state.seed,
+                "rules": [r.to_dict() for r in state.rules],
+                "stats": {r.id: stats.get(r.id, {"matched": 0, "fired": 0}) for r in state.rules},
             }
         )
 
@@ -120,9 +125,9 @@ class Admin:
         return f"rule-{n}"
 
     async def add_faults(self, request: Request) -> Response:
-        body = await _json(request, self.layer.max_body_bytes)
-        engine = self.layer.engine
-        taken = {r.id for r in engine.rules}
+        body = await _json(request, self.max_body_bytes)
+        await self.state.sync()
+        taken = {r.id for r in self.state.rules}
         bulk = isinstance(body, Mapping) and "rules" in body
         raw_rules = body["rules"] if bulk else [body]
         if bulk:
@@ -147,7 +152,12 @@ class Admin:
                 raise AdminError(409, f"rule {rule.id!r} exists; PUT /__admin/faults/{rule.id} replaces it")
             taken.add(rule.id)
             new.append(rule)
-        engine.add(new)
+        try:
+            await self.state.add_rules(new)
+        except RuleExists as exc:
+            raise AdminError(
+                409, f"rule {exc.rule_id!r} exists; PUT /__admin/faults/{exc.rule_id} replaces it"
+            ) from None
         if bulk:
             return JSONResponse({"rules": [r.to_dict() for r in new]}, status_code=201)
         return JSONResponse(
@@ -155,26 +165,25 @@ class Admin:
         )
 
     async def replace_faults(self, request: Request) -> Response:
-        body = await _json(request, self.layer.max_body_bytes)
+        body = await _json(request, self.max_body_bytes)
         try:
             rules = parse_rules(body)
         except FaultConfigError as exc:
             raise _invalid(exc) from None
-        engine = self.layer.engine
-        if rules.seed is not None:
-            engine.seed = self.layer.seed = rules.seed
-        engine.replace(rules.rules)
-        return JSONResponse({"seed": engine.seed, "rules": [r.to_dict() for r in engine.rules]})
+        state = self.state
+        await state.replace_rules(rules.rules, rules.seed)
+        return JSONResponse({"seed": state.seed, "rules": [r.to_dict() for r in state.rules]})
 
     async def get_fault(self, request: Request) -> Response:
-        rule = self.layer.engine.get(request.path_params["rule_id"])
+        await self.state.sync()
+        rule = self.state.get_rule(request.path_params["rule_id"])
         if rule is None:
             raise AdminError(404, f"no rule {request.path_params['rule_id']!r}")
         return JSONResponse(rule.to_dict())
 
     async def put_fault(self, request: Request) -> Response:
         rule_id = request.path_params["rule_id"]
-        body = await _json(request, self.layer.max_body_bytes)
+        body = await _json(request, self.max_body_bytes)
         if isinstance(body, Mapping) and "id" in body and body["id"] != rule_id:
             msg = f"must be the id in the path ({rule_id!r}) or absent"
             raise AdminError(422, f"id: {msg}", [{"loc": ["id"], "msg": msg}])
@@ -182,19 +191,19 @@ class Admin:
             rule = parse_rule(body, default_id=rule_id)
         except FaultConfigError as exc:
             raise _invalid(exc) from None
-        existed = self.layer.engine.put(rule)
+        existed = await self.state.put_rule(rule)
         return JSONResponse(rule.to_dict(), status_code=200 if existed else 201)
 
     async def delete_fault(self, request: Request) -> Response:
         rule_id = request.path_params["rule_id"]
-        if not self.layer.engine.delete(rule_id):
+        if not await self.state.delete_rule(rule_id):
             raise AdminError(404, f"no rule {rule_id!r}")
         return Response(status_code=204)
 
     async def reset_faults(self, request: Request) -> Response:
-        engine = self.layer.engine
-        engine.replace(self.layer.initial_rules.rules)
-        return JSONResponse({"seed": engine.seed, "rules": [r.to_dict() for r in engine.rules]})
+        state = self.state
+        await state.reset_rules()
+        return JSONResponse({"seed": state.seed, "rules": [r.to_dict() for r in state.rules]})
 
     # -- journal --------------------------------------------------------------------------------
 
@@ -204,15 +213,18 @@ class Admin:
 
     async def list_requests(self, request: Request) -> Response:
         f = self._query_filter(request)
-        limit = _int_param(request, "limit", 1, self.layer.journal.size)
-        entries = self.layer.journal.select(f, limit)
+        limit = _int_param(request, "limit", 1, self.state.journal.size)
+        await self.state.sync()
+        entries = self.state.journal.select(f, limit)
         return JSONResponse({"count": len(entries), "requests": [e.to_dict() for e in entries]})
 
     async def count_requests(self, request: Request) -> Response:
-        return JSONResponse({"count": self.layer.journal.count(self._query_filter(request))})
+        f = self._query_filter(request)
+        await self.state.sync()
+        return JSONResponse({"count": self.state.journal.count(f)})
 
     async def wait_requests(self, request: Request) -> Response:
-        body = await _json(request, self.layer.max_body_bytes)
+        body = await _json(request, self.max_body_bytes)
         if not isinstance(body, Mapping):
             raise AdminError(422, "must be an object", [{"loc": [], "msg": "must be an object"}])
         for key in body:
@@ -237,28 +249,31 @@ class Admin:
         ):
             msg = f"must be a number 0..{_MAX_WAIT_S:g}"
             raise AdminError(422, f"timeout_s: {msg}", [{"loc": ["timeout_s"], "msg": msg}])
-        arrived, seen = await self.layer.journal.wait(f, count, float(timeout))
+        await self.state.sync()
+        journal = self.state.journal
+        arrived, seen = await journal.wait(f, count, float(timeout))
         if not arrived:
             raise AdminError(408, f"{seen} of {count} matching requests arrived within {timeout:g} s")
-        entries = self.layer.journal.select(f)
+        entries = journal.select(f)
         return JSONResponse({"count": len(entries), "requests": [e.to_dict() for e in entries]})
 
     async def clear_requests(self, request: Request) -> Response:
-        dropped = self.layer.journal.clear(request.query_params.get("session"))
+        dropped = await self.state.clear_journal(request.query_params.get("session"))
         return JSONResponse({"deleted": dropped})
 
     # -- the rest -------------------------------------------------------------------------------
 
     async def reset(self, request: Request) -> Response:
-        return JSONResponse(self.layer.reset(request.query_params.get("session")))
+        return JSONResponse(await self.state.reset(request.query_params.get("session")))
 
     async def compliance(self, request: Request) -> Response:
         thresholds = Thresholds(
             max_attempts=_int_param(request, "max_attempts", 1, 1000) or 5,
             outage_after=_int_param(request, "outage_after", 1, 1000) or 5,
         )
+        await self.state.sync()
         report = analyse(
-            self.layer.journal,
+            self.state.journal,
             # Entries keep a long session bounded; so must the one they are compared with.
             session=session_id(request.query_params.get("session")),
             thresholds=thresholds,
@@ -266,13 +281,7 @@ class Admin:
         return JSONResponse(report)
 
     async def metrics(self, request: Request) -> Response:
-        layer = self.layer
-        text = layer.metrics.render(
-            rules=len(layer.engine.rules),
-            journal=len(layer.journal),
-            held=layer.held,
-            in_flight=layer.in_flight,
-        )
+        text = await self.state.render_metrics()
         return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def index(self, request: Request) -> Response:
@@ -319,9 +328,9 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
     return _error(exc.status_code, str(exc.detail))
 
 
-def build_admin(layer: FaultLayer) -> ASGIApp:
-    """The admin ASGI app over ``layer``."""
+def build_admin(state: FaultState, *, max_body_bytes: int = 1024 * 1024) -> ASGIApp:
+    """The admin ASGI app over ``state``; request bodies past ``max_body_bytes`` get a 413."""
     return Starlette(
-        routes=_routes(Admin(layer)),
+        routes=_routes(Admin(state, max_body_bytes=max_body_bytes)),
         exception_handlers={AdminError: _on_admin_error, HTTPException: _on_http_error, Exception: _on_crash},
     )

@@ -17,7 +17,7 @@ import math
 import re
 import sys
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from fnmatch import translate
@@ -322,6 +322,9 @@ class Journal:
         self._bytes = 0
         self._waiters: list[_Waiter] = []
         self._seq = 0
+        #: Called with each entry as it completes (an event stream subscribes here); with a shared
+        #: backend, entries that other processes completed are passed too.
+        self.listeners: list[Callable[[Entry], None]] = []
 
     @property
     def bytes(self) -> int:
@@ -349,9 +352,12 @@ class Journal:
             self._notify(entry, completion=False)
 
     def complete(self, entry: Entry) -> None:
-        """Tell waiters that look at responses that ``entry`` has one now."""
+        """Tell waiters that look at responses, and listeners, that ``entry`` has one now."""
         if self._waiters:
             self._notify(entry, completion=True)
+        if self.listeners:
+            for listener in self.listeners:
+                listener(entry)
 
     def _notify(self, entry: Entry, *, completion: bool) -> None:
         for waiter in self._waiters:

@@ -4,25 +4,20 @@ Every HTTP request passes here first. ``/__admin/...`` is served here and never 
 Any other request gets its request id (the client's ``X-Request-ID`` if sane, else a new one,
 left in ``scope["state"]["request_id"]`` for the API), a journal entry, and a decision made
 synchronously on arrival, so decisions follow arrival order whatever happens later. Then the
-layer delays it, answers it with a fault, breaks its connection, or hands it to the API and
-perhaps alters what comes back.
+injectors (``_injectors``) delay it, answer it with a fault, break its connection, or hand it to
+the API and perhaps alter what comes back.
 
-Delays are futures resolved by ``loop.call_later`` (what ``asyncio.sleep`` does), registered
-so that an admin reset can release them at once: a released request gets a 503. A delay is never
-shorter than asked (see :class:`_Timer`).
+What the layer and the admin API share (rules, counters, journal, metrics, held requests) is
+owned by a :class:`FaultState`; the layer only reads it on the request path.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import hashlib
 import hmac
 import ipaddress
-import math
 import time
 from collections.abc import Callable, Mapping
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 from starlette.datastructures import Headers
@@ -31,22 +26,22 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .._ids import new_request_id
 from .._ratelimit import FailureLimiter
 from .._untrusted import bounded, bounded_or_none, session_id
-from . import _inject, _transport
+from . import _inject
+from ._admin import build_admin
 from ._engine import Decision, Engine
 from ._errors import FaultConfigError
+from ._injectors import Injectors, note_headers
 from ._journal import FIELD_CHARS, Entry, Journal, redact_query
 from ._metrics import Metrics
-from ._model import Fault, RuleSet
+from ._model import RuleSet
 from ._parse import parse_fault_header
+from ._state import FaultState, OnReset
 
 TenantOf = Callable[[Mapping[str, str]], str | None]
 # The request headers the layer itself reads, picked out in one pass over the raw list.
 _WANTED = frozenset(
     (b"x-request-id", b"x-mock-session", b"x-mock-fault", b"idempotency-key", b"x-api-key", b"authorization")
 )
-
-
-_NOTED = frozenset((b"retry-after", b"x-ratelimit-remaining", b"x-ratelimit-reset", b"ratelimit"))
 
 
 class _LazyHeaders:
@@ -64,51 +59,12 @@ class _LazyHeaders:
         return self._headers.get(name, default)
 
 
-OnReset = Callable[[str | None], None]
-
-_ELAPSED, _GONE, _CANCELLED, _SHUTDOWN = "elapsed", "gone", "cancelled", "shutdown"
 _LOOPBACK_NAMES = frozenset({"localhost", "testclient"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def _no_tenant(headers: Mapping[str, str]) -> str | None:
     return None
-
-
-def _no_reset(session: str | None) -> None:
-    return None
-
-
-def _resolve(fut: asyncio.Future[str], value: str) -> None:
-    if not fut.done():
-        fut.set_result(value)
-
-
-class _Timer:
-    """Resolves ``fut`` as elapsed once ``delay_s`` has passed, never before.
-
-    uvloop's timers count whole milliseconds from a clock read at the start of the loop's turn,
-    so one can fire up to a millisecond early: an injected 30 ms would then be 29.5. The timer
-    checks the time when it fires and waits out what is left.
-    """
-
-    __slots__ = ("_loop", "_fut", "_deadline", "_handle")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, fut: asyncio.Future[str], delay_s: float) -> None:
-        self._loop = loop
-        self._fut = fut
-        self._deadline = time.monotonic() + delay_s
-        self._handle = loop.call_later(delay_s, self._fire)
-
-    def _fire(self) -> None:
-        left = self._deadline - time.monotonic()
-        if left > 0:
-            self._handle = self._loop.call_later(left, self._fire)
-        else:
-            _resolve(self._fut, _ELAPSED)
-
-    def cancel(self) -> None:
-        self._handle.cancel()
 
 
 def is_loopback(host: str | None) -> bool:
@@ -144,6 +100,10 @@ class FaultLayer:
     ``X-Mock-Session`` keeps its counters; ``max_body_bytes`` bounds admin request bodies.
     ``auth_failures``, when given, counts wrong ``X-Admin-Token`` values per client address
     (with the API's failed logins) and makes a throttled address wait.
+
+    ``state``, when given, is the fault state to use instead of one built from ``rules``,
+    ``seed``, ``journal_size``, ``journal_max_bytes``, ``session_ttl`` and ``on_reset`` (which
+    are then ignored).
     """
 
     def __init__(
@@ -164,30 +124,53 @@ class FaultLayer:
         rate_limit: int = 600,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        state: FaultState | None = None,
     ) -> None:
-        from ._admin import build_admin
-
         self.app = app
-        self.initial_rules = rules if rules is not None else RuleSet()
-        self.seed = seed if seed is not None else (self.initial_rules.seed or 0)
+        if state is None:
+            state = FaultState(
+                rules=rules,
+                seed=seed,
+                journal_size=journal_size,
+                journal_max_bytes=journal_max_bytes,
+                session_ttl=session_ttl,
+                on_reset=on_reset,
+                clock=clock,
+            )
+        self.state = state
+        # The request path reads these on every request: plain attributes, not properties.
+        self.engine: Engine = state.engine
+        self.journal: Journal = state.journal
+        self.metrics: Metrics = state.metrics
         self.allow_fault_header = allow_fault_header
         self.rate_limit = rate_limit
         self.clock = clock
         self.wall = wall
         self.max_body_bytes = max_body_bytes
-        self.engine = Engine(self.initial_rules, seed=self.seed, clock=clock, session_ttl=session_ttl)
-        self.journal = Journal(journal_size, max_bytes=journal_max_bytes)
         self._auth_failures = auth_failures
-        self.metrics = Metrics()
-        self.in_flight = 0
         self._admin_token = admin_token.encode() if admin_token is not None else None
         self._tenant_of = tenant_of or _no_tenant
-        self._on_reset = on_reset or _no_reset
-        self._held: dict[asyncio.Future[str], str | None] = {}
-        self._admin = build_admin(self)
+        self.injectors = Injectors(app, state.held, wall=wall, rate_limit=rate_limit)
+        self._admin = build_admin(state, max_body_bytes=max_body_bytes)
 
     def __repr__(self) -> str:
         return f"FaultLayer(rules={len(self.engine.rules)}, seed={self.seed})"
+
+    @property
+    def seed(self) -> int:
+        return self.state.seed
+
+    @property
+    def initial_rules(self) -> RuleSet:
+        return self.state.initial_rules
+
+    @property
+    def in_flight(self) -> int:
+        return self.state.in_flight
+
+    @property
+    def held(self) -> int:
+        return len(self.state.held)
 
     # -- ASGI entry -----------------------------------------------------------------------------
 
@@ -249,64 +232,21 @@ class FaultLayer:
         self.journal.record(entry)
         if method in _BODY_METHODS:
             receive = _digesting(receive, entry)
-        self.in_flight += 1
+        fault_state = self.state
+        fault_state.in_flight += 1
         try:
             if bad_header is not None:
                 await self._answer_bad_header(bad_header, entry, send)
             elif decision is None:
-                await self.app(scope, receive, self._observing(entry, send))
+                await self.app(scope, receive, self.injectors.observing(entry, send))
             else:
-                await self._inject(decision, entry, scope, receive, send)
+                await self.injectors.inject(decision, entry, scope, receive, send)
         finally:
-            self.in_flight -= 1
+            fault_state.in_flight -= 1
             self._finish(entry, scope)
 
-    def _observing(self, entry: Entry, send: Send) -> Send:
-        async def observed(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                entry.status = message["status"]
-                self._note_headers(entry, message.get("headers", ()))
-            elif not message.get("more_body", False) and message["type"] == "http.response.body":
-                entry.outcome = "response"
-            await send(message)
-
-        return observed
-
     def _note_headers(self, entry: Entry, headers: Any) -> None:
-        """Keep what the compliance report needs from the response: when to come back."""
-        ratelimit: Any = None
-        for key, value in headers:
-            # ASGI header names are lowercase already; most headers are of no interest.
-            if key not in _NOTED:
-                continue
-            name = bytes(key)
-            if name == b"retry-after":
-                entry.retry_after_s = self._retry_after_seconds(bytes(value).decode("latin-1"))
-            elif name == b"x-ratelimit-remaining":
-                entry.ratelimit_remaining = _int_or_none(value)
-            elif name == b"x-ratelimit-reset":
-                reset = _int_or_none(value)
-                entry.ratelimit_reset_at = float(reset) if reset is not None else None
-            elif name == b"ratelimit":
-                ratelimit = value
-        # The IETF header's t= is the reset only where X-RateLimit-Reset did not say (every API
-        # response has both: parse it only when needed).
-        if entry.ratelimit_reset_at is None and ratelimit is not None:
-            t_seconds: float | None = None
-            for part in bytes(ratelimit).decode("latin-1").split(";"):
-                if part.strip().startswith("t="):
-                    t_seconds = _float_or_none(part.strip()[2:])
-            if t_seconds is not None:
-                entry.ratelimit_reset_at = self.wall() + t_seconds
-
-    def _retry_after_seconds(self, value: str) -> float | None:
-        value = value.strip()
-        if value.isdigit():
-            return float(value)
-        try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - self.wall())
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return None
+        note_headers(entry, headers, self.wall)
 
     def _finish(self, entry: Entry, scope: Scope) -> None:
         entry.duration_s = self.clock() - entry.arrived_mono
@@ -326,181 +266,15 @@ class FaultLayer:
         entry.status, entry.outcome = 400, "response"
         await _inject.send_response(send, 400, headers, body)
 
-    # -- holding requests -----------------------------------------------------------------------
-
-    async def _hold(
-        self, delay_s: float | None, session: str | None, scope: Scope, receive: Receive | None = None
-    ) -> str:
-        """Wait ``delay_s`` (None: forever); ``elapsed``, or ``cancelled`` by an admin reset, or
-        ``shutdown`` when the server stops, or ``gone`` when ``receive`` is given and the client
-        disconnects first."""
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[str] = loop.create_future()
-        timer = _Timer(loop, fut, delay_s) if delay_s is not None else None
-        watcher: asyncio.Task[None] | None = None
-        if receive is not None:
-            watcher = loop.create_task(_inject.until_disconnect(receive))
-            watcher.add_done_callback(lambda _: _resolve(fut, _GONE))
-        self._held[fut] = session
-        extension = _transport.extension_of(scope)
-        if extension is not None:
-            extension["release"] = functools.partial(_resolve, fut, _SHUTDOWN)
-        try:
-            return await fut
-        finally:
-            self._held.pop(fut, None)
-            if extension is not None:
-                extension.pop("release", None)
-            if timer is not None:
-                timer.cancel()
-            if watcher is not None and not watcher.done():
-                watcher.cancel()
+    # -- held requests and reset (kept on the layer for its callers; the state does the work) ---
 
     def cancel_held(self, session: str | None = None, *, all_sessions: bool = True) -> int:
         """Release requests held by delays and timeouts (every one, or one session's)."""
-        released = 0
-        for fut, owner in list(self._held.items()):
-            if all_sessions or owner == session:
-                _resolve(fut, _CANCELLED)
-                released += 1
-        return released
+        return self.state.cancel_held(session, all_sessions=all_sessions)
 
-    @property
-    def held(self) -> int:
-        return len(self._held)
-
-    # -- injecting ------------------------------------------------------------------------------
-
-    async def _inject(
-        self, decision: Decision, entry: Entry, scope: Scope, receive: Receive, send: Send
-    ) -> None:
-        if decision.delay_s > 0:
-            held = await self._hold(decision.delay_s, entry.session, scope)
-            if held != _ELAPSED:
-                await self._answer_cancelled(entry, send, held)
-                return
-        fault = decision.fault
-        if fault is None:
-            await self.app(scope, receive, self._observing(entry, send))
-            return
-        kind = fault.type
-        if kind == "status":
-            # Read (and so fingerprint) the body the API never sees: the compliance report
-            # tells a retry of this request from a new one with a different body.
-            await _inject.drain(receive)
-            status, headers, body = _inject.status_response(
-                fault, entry.request_id, self.wall(), rate_limit=self.rate_limit, rule=decision.rule
-            )
-            self._note_headers(entry, headers)
-            entry.status, entry.outcome = status, "response"
-            await _inject.send_response(send, status, headers, body)
-        elif kind == "timeout":
-            await self._timeout(fault, entry, scope, receive, send)
-        elif kind in ("reset", "close"):
-            transport = self._transport(scope, send, kind)
-            if kind == "close":
-                await _inject.drain(receive)
-                _transport.close(transport)
-                entry.outcome = "closed"
-            else:
-                await _inject.drain(receive)
-                _transport.reset(transport)
-                entry.outcome = "reset"
-            await _inject.wait_closed(receive)
-        else:
-            await self._alter(fault, entry, scope, receive, send)
-
-    def _transport(self, scope: Scope, send: Send, kind: str) -> asyncio.Transport:
-        transport = _transport.transport_of(scope, send)
-        if transport is None:
-            raise RuntimeError(
-                f"the {kind!r} fault needs the connection: serve the app with uvicorn "
-                "(uvicorn.Config(app, http=UVICORN_HTTP))"
-            )
-        return transport
-
-    async def _timeout(self, fault: Fault, entry: Entry, scope: Scope, receive: Receive, send: Send) -> None:
-        if not await _inject.drain(receive):
-            entry.outcome = "client_gone"
-            return
-        outcome = await self._hold(fault.hang_s, entry.session, scope, receive)
-        if outcome in (_CANCELLED, _SHUTDOWN):
-            await self._answer_cancelled(entry, send, outcome)
-        elif outcome == _GONE:
-            entry.outcome = "client_gone"
-        else:
-            _transport.close(self._transport(scope, send, "timeout"))
-            entry.outcome = "timeout"
-            await _inject.wait_closed(receive)
-
-    async def _alter(self, fault: Fault, entry: Entry, scope: Scope, receive: Receive, send: Send) -> None:
-        """Faults that change the API's own response: truncate, malformed_json,
-        wrong_content_type, slow_body."""
-        captured = await _inject.capture(self.app, scope, receive)
-        entry.status = captured.status
-        self._note_headers(entry, captured.headers)
-        body = bytes(captured.body)
-        kind = fault.type
-        if kind == "truncate":
-            transport = self._transport(scope, send, kind)
-            if body and scope["method"] != "HEAD":
-                cut = min(int(len(body) * (fault.fraction or 0.0)), len(body) - 1)
-                headers = captured.replaced(b"content-length", str(len(body)).encode())
-                headers = [(k, v) for k, v in headers if k.lower() != b"transfer-encoding"]
-                await send({"type": "http.response.start", "status": captured.status, "headers": headers})
-                await send({"type": "http.response.body", "body": body[:cut], "more_body": True})
-            _transport.close(transport)
-            entry.outcome = "truncated"
-            await _inject.wait_closed(receive)
-            return
-        if kind == "malformed_json":
-            body = _inject.corrupt_json(body)
-            headers = captured.replaced(b"content-length", str(len(body)).encode())
-        elif kind == "wrong_content_type":
-            content_type = (fault.content_type or _inject.DEFAULT_WRONG_TYPE).encode()
-            headers = captured.replaced(b"content-type", content_type)
-        else:
-            headers = captured.headers
-        await send({"type": "http.response.start", "status": captured.status, "headers": headers})
-        if kind == "slow_body":
-            if not await self._trickle(fault, body, entry, scope, send):
-                return
-        else:
-            await send({"type": "http.response.body", "body": body, "more_body": False})
-        entry.outcome = "response"
-
-    async def _trickle(self, fault: Fault, body: bytes, entry: Entry, scope: Scope, send: Send) -> bool:
-        """Send ``body`` slowly; False when an admin reset or the client cut it short."""
-        if fault.bytes_per_s is not None:
-            chunk = max(1, math.ceil(fault.bytes_per_s * 0.05))
-            pause = chunk / fault.bytes_per_s
-        else:
-            chunk = fault.chunk_bytes or 16
-            pause = (fault.chunk_delay_ms or 0.0) / 1000.0
-        transport = _transport.transport_of(scope, send)
-        for start in range(0, len(body), chunk):
-            piece = body[start : start + chunk]
-            last = start + chunk >= len(body)
-            await send({"type": "http.response.body", "body": piece, "more_body": not last})
-            if last:
-                return True
-            if transport is not None and transport.is_closing():
-                entry.outcome = "client_gone"
-                return False
-            if await self._hold(pause, entry.session, scope) != _ELAPSED:
-                entry.outcome = "cancelled"
-                if transport is not None:
-                    _transport.close(transport)
-                return False
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-        return True
-
-    async def _answer_cancelled(self, entry: Entry, send: Send, why: str) -> None:
-        message = "the server is shutting down" if why == _SHUTDOWN else "request cancelled by an admin reset"
-        fault = Fault("status", status=503, message=message)
-        status, headers, body = _inject.status_response(fault, entry.request_id, self.wall())
-        entry.status, entry.outcome = status, "cancelled"
-        await _inject.send_response(send, status, headers, body)
+    def reset(self, session: str | None = None) -> dict[str, Any]:
+        """Reset this process's fault state (see :meth:`FaultState.reset`)."""
+        return self.state.reset_local(session)
 
     # -- admin ----------------------------------------------------------------------------------
 
@@ -537,22 +311,6 @@ class FaultLayer:
             return 403, message, []
         return None
 
-    def reset(self, session: str | None = None) -> dict[str, Any]:
-        """``POST /__admin/reset``: everything (rules back to the start-up set, counters,
-        journal, rate-limit buckets, held requests), or one session's counters, journal entries,
-        buckets and held requests."""
-        if session is None:
-            self.engine.replace(self.initial_rules.rules)
-            dropped = self.journal.clear()
-            released = self.cancel_held()
-        else:
-            session = session_id(session)
-            self.engine.reset_counters(session, all_sessions=False)
-            dropped = self.journal.clear(session)
-            released = self.cancel_held(session, all_sessions=False)
-        self._on_reset(session)
-        return {"session": session, "journal_entries_dropped": dropped, "held_requests_cancelled": released}
-
 
 def _digesting(receive: Receive, entry: Entry) -> Receive:
     """``receive``, fingerprinting the request body into ``entry.body_digest`` as it is read."""
@@ -567,17 +325,3 @@ def _digesting(receive: Receive, entry: Entry) -> Receive:
         return message
 
     return digesting
-
-
-def _int_or_none(value: Any) -> int | None:
-    try:
-        return int(bytes(value))
-    except ValueError:
-        return None
-
-
-def _float_or_none(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None

@@ -257,7 +257,7 @@ def test_an_injected_delay_is_never_shorter_than_asked():
     import asyncio
     import time
 
-    from mock_server._faults._layer import _Timer
+    from mock_server._faults._injectors import _Timer
 
     asked: list[float] = []
 
