@@ -25,6 +25,8 @@ FaultType = Literal[
     "slow_body",
 ]
 FAULT_TYPES: tuple[str, ...] = get_args(FaultType)
+When = Literal["before", "after"]
+WHEN: tuple[str, ...] = get_args(When)
 #: Faults after which the request may or may not have been processed: the client cannot know.
 CONNECTION_FAULTS = frozenset({"timeout", "reset", "close", "truncate"})
 
@@ -177,6 +179,9 @@ class Rule:
     times: int | None = None
     after: int = 0
     window: Window | None = None
+    #: ``before``: the fault answers instead of the API (or upstream); ``after``: the API acts
+    #: first and the client gets the fault instead of its answer (the lost answer).
+    when: When = "before"
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id}
@@ -197,6 +202,8 @@ class Rule:
             out["after"] = self.after
         if self.window is not None:
             out["window"] = self.window.to_dict()
+        if self.when != "before":
+            out["when"] = self.when
         return out
 
 

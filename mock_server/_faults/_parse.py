@@ -17,12 +17,12 @@ from typing import Any, cast
 import yaml
 
 from ._errors import FaultConfigError, Loc
-from ._model import FAULT_TYPES, Fault, FaultType, Latency, Match, RetryAfter, Rule, RuleSet, Window
+from ._model import FAULT_TYPES, WHEN, Fault, FaultType, Latency, Match, RetryAfter, Rule, RuleSet, Window
 
 RULE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
 _HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _RULE_KEYS = frozenset(
-    {"id", "match", "fault", "sequence", "every_nth", "probability", "times", "after", "window"}
+    {"id", "match", "fault", "sequence", "every_nth", "probability", "times", "after", "window", "when"}
 )
 _MATCH_KEYS = frozenset({"method", "path", "tenant", "session", "headers"})
 _LATENCY_KEYS = ("fixed_ms", "uniform", "normal", "lognormal")
@@ -281,6 +281,9 @@ def parse_rule(value: Any, loc: Loc = (), *, default_id: str | None = None) -> R
             _number(wobj["start_s"], (*loc, "window", "start_s"), lo=0),
             _number(wobj["duration_s"], (*loc, "window", "duration_s"), lo=0, lo_open=True),
         )
+    when = obj.get("when", "before")
+    if when not in WHEN:
+        raise _fail((*loc, "when"), f"must be one of {', '.join(WHEN)}, got {when!r}")
     return Rule(
         id=rule_id,
         match=parse_match(obj["match"], (*loc, "match")) if "match" in obj else Match(),
@@ -293,6 +296,7 @@ def parse_rule(value: Any, loc: Loc = (), *, default_id: str | None = None) -> R
         times=_int(obj["times"], (*loc, "times"), lo=1) if "times" in obj else None,
         after=_int(obj["after"], (*loc, "after"), lo=0) if "after" in obj else 0,
         window=window,
+        when=when,
     )
 
 
