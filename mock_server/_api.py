@@ -70,17 +70,17 @@ class Api:
         self.traffic = Traffic(wall=wall)
         self.store: Store | None = None
         self.state: ApiState
-        state_url = getattr(config, "state", None)
-        if state_url:
+        if config.state:
             from ._state._redis import RedisState
 
             self.state = RedisState(
-                state_url,
+                config.state,
                 auth=self.auth,
                 limiter=self.limiter,
                 traffic=self.traffic,
                 idempotency_ttl=config.idempotency_ttl,
                 token_ttl=config.token_ttl,
+                wall=wall,
             )
         else:
             self.store = Store(config.db, wall=wall)

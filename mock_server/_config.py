@@ -60,3 +60,10 @@ class ServerConfig:
     #: The event loop: ``uvloop``, ``asyncio`` (the standard library's), or ``auto``: uvloop when
     #: installed.
     loop: Literal["auto", "uvloop", "asyncio"] = "auto"
+    #: Shared state: ``redis://HOST:PORT/DB``, ``rediss://...`` or ``unix:///PATH?db=N``; profiles,
+    #: idempotency records, OAuth tokens, buckets and usage counters live there, so several
+    #: processes or machines act as one fake. None: the embedded state (``db``).
+    state: str | None = field(default=None, repr=False)
+    #: Processes serving the one port. More than one needs a shared ``state`` (without one, the
+    #: CLI starts a private redis-server).
+    workers: int = 1

@@ -1,0 +1,467 @@
+"""The API's state on Redis, shared by every process and machine pointed at it.
+
+Keys (all under ``mock:``): ``p:{tenant}:{name}`` a profile (a small header of version,
+timestamps and validators, then its JSON body), ``pn:{tenant}`` the sorted set of a tenant's
+profile names (pages with ``ZRANGEBYLEX``), ``i:{tenant}:{sha256(key)}`` an idempotency record
+(an empty value while its first request runs), ``tok:{sha256(token)}`` an OAuth token, ``rl:...``
+a rate-limit bucket, ``use:{tenant}`` the usage counters.
+
+Every operation is one Lua script, which also takes the request's rate-limit token when the
+request's :class:`Ticket` is still pending: a profile read is one round trip, and a refused
+request changes nothing. Buckets refill on Redis's clock (``TIME``), so they are exact across
+processes and machines: never more than burst + rate × t. Usage counters are batched in
+memory and written every half second and on shutdown.
+
+Redis unreachable mid-run: the request is a 503 ``state_unavailable``; redis-py reconnects by
+itself once Redis is back. Nothing acknowledged is lost: a write is acknowledged only once
+Redis has it (its own persistence settings decide what survives a Redis restart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError, RedisError
+from redis.retry import Retry
+
+from .._auth import Authenticator
+from .._errors import ApiError
+from .._ratelimit import RateLimiter, Verdict
+from .._store import IdempotencyRecord, Profile
+from .._traffic import Traffic
+from ._base import PENDING, ApiState, Refused, Ticket, state_unavailable
+from ._connect import shown
+from ._embedded import check_if_match, not_found
+
+PREFIX = "mock:"
+# How long a claim on an idempotency key outlives a process killed while holding it.
+_CLAIM_MS = 30_000
+_POLL = 0.01
+
+_BUCKET = """
+local function bucket()
+  local key = ARGV[1]
+  if key == '' then return 1, '' end
+  local burst = tonumber(ARGV[2])
+  local rate = tonumber(ARGV[3])
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+  local b = redis.call('HMGET', key, 't', 'u')
+  local tokens = burst
+  if b[1] then
+    tokens = math.min(burst, tonumber(b[1]) + math.max(0, now - tonumber(b[2])) * rate)
+  end
+  local allowed = 0
+  if tokens >= 1 then
+    tokens = tokens - 1
+    allowed = 1
+  end
+  local shown = string.format('%.17g', tokens)
+  redis.call('HSET', key, 't', shown, 'u', string.format('%.17g', now))
+  redis.call('PEXPIRE', key, math.ceil((burst - tokens) / rate * 1000) + 1000)
+  return allowed, shown
+end
+local allowed, tokens = bucket()
+if allowed == 0 then return {0, tokens} end
+"""
+
+_OPS = {
+    "take": "return {1, tokens}",
+    "get": "return {1, tokens, redis.call('GET', ARGV[4])}",
+    "page": """
+local names = redis.call('ZRANGEBYLEX', ARGV[4], ARGV[5], '+', 'LIMIT', 0, tonumber(ARGV[6]))
+local values = {}
+for i, name in ipairs(names) do values[i] = redis.call('GET', ARGV[7] .. name) end
+return {1, tokens, names, values}
+""",
+    "create": """
+if redis.call('EXISTS', ARGV[4]) == 1 then return {1, tokens, 0} end
+redis.call('SET', ARGV[4], ARGV[7])
+redis.call('ZADD', ARGV[5], 0, ARGV[6])
+return {1, tokens, 1}
+""",
+    # Compare-and-set on the version: 1 done, 0 gone, -1 changed meanwhile (read again).
+    "replace": """
+local current = redis.call('GET', ARGV[4])
+if not current then return {1, tokens, 0} end
+if string.match(current, '^(%d+)\\n') ~= ARGV[5] then return {1, tokens, -1} end
+redis.call('SET', ARGV[4], ARGV[6])
+return {1, tokens, 1}
+""",
+    "delete": """
+local current = redis.call('GET', ARGV[4])
+if not current then return {1, tokens, 0} end
+if string.match(current, '^(%d+)\\n') ~= ARGV[5] then return {1, tokens, -1} end
+redis.call('DEL', ARGV[4])
+redis.call('ZREM', ARGV[6], ARGV[7])
+return {1, tokens, 1}
+""",
+    "claim": """
+local current = redis.call('GET', ARGV[4])
+if current then return {1, tokens, current} end
+redis.call('SET', ARGV[4], '', 'PX', ARGV[5])
+return {1, tokens, false}
+""",
+    "release": """
+if redis.call('GET', ARGV[4]) == '' then redis.call('DEL', ARGV[4]) end
+return {1, tokens}
+""",
+}
+
+
+class _Script:
+    __slots__ = ("sha", "text")
+
+    def __init__(self, op: str) -> None:
+        self.text = _BUCKET + _OPS[op]
+        self.sha = hashlib.sha1(self.text.encode()).hexdigest()
+
+
+_SCRIPTS = {op: _Script(op) for op in _OPS}
+_NO_TICKET = ("", "", "")
+
+
+def _encode_profile(p: Profile) -> bytes:
+    head = f"{p.version}\n{p.created_at!r}\n{p.updated_at!r}\n{p.etag}\n{p.last_modified}\n"
+    return head.encode("latin-1") + p.body
+
+
+def _decode_profile(tenant: str, name: str, raw: bytes) -> Profile:
+    version, created, updated, etag, modified, body = raw.split(b"\n", 5)
+    data = json.loads(body)
+    return Profile(
+        tenant,
+        name,
+        tuple(data["hrv_vector"]),
+        data["metadata"],
+        int(version),
+        float(created),
+        float(updated),
+        body,
+        etag.decode("latin-1"),
+        modified.decode("latin-1"),
+    )
+
+
+def _encode_record(r: IdempotencyRecord) -> bytes:
+    head = json.dumps([r.fingerprint, r.status, r.headers, r.created_at], separators=(",", ":"))
+    return head.encode() + b"\n" + r.body
+
+
+def _decode_record(raw: bytes) -> IdempotencyRecord:
+    head, _, body = raw.partition(b"\n")
+    fingerprint, status, headers, created_at = json.loads(head)
+    return IdempotencyRecord(fingerprint, status, headers, body, created_at)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class RedisState(ApiState):
+    """Profiles, idempotency records, tokens, buckets and usage counters on one Redis."""
+
+    shared = True
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        auth: Authenticator,
+        limiter: RateLimiter,
+        traffic: Traffic,
+        idempotency_ttl: float,
+        token_ttl: int,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.url = url
+        self.wall = wall
+        self._where = shown(url)
+        self.auth = auth
+        self.limiter = limiter
+        self.traffic = traffic
+        self._idempotency_ttl = max(1, int(idempotency_ttl))
+        self._token_ttl = token_ttl
+        self._redis: aioredis.Redis | None = None
+        self._flusher: asyncio.Task[None] | None = None
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        assert self._redis is not None, "RedisState.open() was not awaited"
+        return self._redis
+
+    async def open(self) -> None:
+        self._redis = aioredis.Redis.from_url(
+            self.url,
+            socket_connect_timeout=2.0,
+            socket_timeout=5.0,
+            # One retry on a fresh connection: a pooled one may have died with a Redis restart.
+            retry=Retry(NoBackoff(), 1),
+        )
+        try:
+            for script in _SCRIPTS.values():
+                await self.redis.script_load(script.text)
+        except (RedisError, OSError) as exc:
+            raise RuntimeError(f"--state {self._where}: cannot reach Redis there: {exc}") from None
+        self._flusher = asyncio.create_task(self._flush_forever())
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            try:
+                await self._flusher
+            except asyncio.CancelledError:
+                pass
+        try:
+            await self.flush()
+        except ApiError:
+            pass  # Redis gone at shutdown: nothing more can be done for the counters
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    # -- plumbing ------------------------------------------------------------------------
+    async def _run(self, op: str, ticket: Ticket | None, *args: str | bytes | int | float) -> list[Any]:
+        """Run ``op``'s script, taking the ticket's token first if it is still pending."""
+        pending = ticket is not None and ticket.verdict is None
+        if pending:
+            assert ticket is not None
+            limit = ticket.limit
+            session = "-" if ticket.session is None else _digest(ticket.session)[:16]
+            head: tuple[str | int | float, ...] = (
+                f"{PREFIX}rl:{session}:{ticket.credential}",
+                limit.burst,
+                repr(limit.per_minute / 60.0),
+            )
+        else:
+            head = _NO_TICKET
+        script = _SCRIPTS[op]
+        try:
+            try:
+                result: list[Any] = await self.redis.evalsha(script.sha, 0, *head, *args)
+            except NoScriptError:  # Redis restarted, or its script cache was flushed
+                await self.redis.script_load(script.text)
+                result = await self.redis.evalsha(script.sha, 0, *head, *args)
+        except (RedisError, OSError) as exc:
+            raise state_unavailable(self._where) from exc
+        if pending:
+            assert ticket is not None
+            verdict = self.limiter.verdict(result[0] == 1, float(result[1]), ticket.limit)
+            ticket.verdict = verdict
+            if not verdict.allowed:
+                raise Refused(verdict)
+        return result
+
+    # -- rate limits ---------------------------------------------------------------------
+    async def admit(self, ticket: Ticket) -> Verdict:
+        try:
+            await self._run("take", ticket)
+        except Refused as refused:
+            return refused.verdict
+        assert ticket.verdict is not None
+        return ticket.verdict
+
+    async def reset_limits(self, session: str | None) -> None:
+        match = f"{PREFIX}rl:{'*' if session is None else _digest(session)[:16]}:*"
+        try:
+            batch: list[Any] = []
+            async for key in self.redis.scan_iter(match=match, count=1000):
+                batch.append(key)
+                if len(batch) >= 500:
+                    await self.redis.delete(*batch)
+                    batch = []
+            if batch:
+                await self.redis.delete(*batch)
+        except (RedisError, OSError) as exc:
+            raise state_unavailable(self._where) from exc
+
+    # -- profiles ------------------------------------------------------------------------
+    async def get_profile(self, tenant: str, name: str, ticket: Ticket | None) -> Profile | None:
+        result = await self._run("get", ticket, f"{PREFIX}p:{tenant}:{name}")
+        raw = result[2]
+        return None if raw is None else _decode_profile(tenant, name, raw)
+
+    async def page(
+        self, tenant: str, after: str | None, limit: int, ticket: Ticket | None
+    ) -> tuple[list[Profile], bool]:
+        start = "-" if after is None else f"({after}"
+        result = await self._run(
+            "page", ticket, f"{PREFIX}pn:{tenant}", start, limit + 1, f"{PREFIX}p:{tenant}:"
+        )
+        names, values = result[2], result[3]
+        profiles = [
+            _decode_profile(tenant, n.decode(), v)
+            for n, v in zip(names[:limit], values[:limit], strict=True)
+            if v is not None
+        ]
+        return profiles, len(names) > limit
+
+    async def create_profile(
+        self, tenant: str, name: str, hrv: Sequence[float], metadata: dict[str, Any], ticket: Ticket | None
+    ) -> Profile:
+        now = self.wall()
+        profile = Profile(tenant, name, tuple(hrv), metadata, 1, now, now).sealed()
+        result = await self._run(
+            "create",
+            ticket,
+            f"{PREFIX}p:{tenant}:{name}",
+            f"{PREFIX}pn:{tenant}",
+            name,
+            _encode_profile(profile),
+        )
+        if result[2] == 0:
+            raise ApiError(409, f"profile {name!r} already exists")
+        return profile
+
+    async def update_profile(
+        self,
+        tenant: str,
+        name: str,
+        hrv: Sequence[float],
+        metadata: dict[str, Any] | None,
+        if_match: str | None,
+        ticket: Ticket | None,
+    ) -> Profile:
+        key = f"{PREFIX}p:{tenant}:{name}"
+        while True:
+            current = await self.get_profile(tenant, name, ticket)
+            if current is None:
+                raise not_found(name)
+            check_if_match(if_match, current)
+            profile = Profile(
+                tenant,
+                name,
+                tuple(hrv),
+                current.metadata if metadata is None else metadata,
+                current.version + 1,
+                current.created_at,
+                max(self.wall(), current.updated_at),
+            ).sealed()
+            result = await self._run("replace", None, key, str(current.version), _encode_profile(profile))
+            if result[2] == 1:
+                return profile
+            if result[2] == 0:
+                raise not_found(name)
+            # Another process wrote it between the read and the write: check If-Match again.
+
+    async def delete_profile(
+        self, tenant: str, name: str, if_match: str | None, ticket: Ticket | None
+    ) -> None:
+        key = f"{PREFIX}p:{tenant}:{name}"
+        while True:
+            current = await self.get_profile(tenant, name, ticket)
+            if current is None:
+                raise not_found(name)
+            check_if_match(if_match, current)
+            result = await self._run("delete", None, key, str(current.version), f"{PREFIX}pn:{tenant}", name)
+            if result[2] == 1:
+                return
+            if result[2] == 0:
+                raise not_found(name)
+
+    # -- idempotency ---------------------------------------------------------------------
+    def _idem_key(self, tenant: str, key: str) -> str:
+        return f"{PREFIX}i:{tenant}:{_digest(key)}"
+
+    async def claim_idempotency(
+        self, tenant: str, key: str, ticket: Ticket | None
+    ) -> IdempotencyRecord | object | None:
+        result = await self._run("claim", ticket, self._idem_key(tenant, key), _CLAIM_MS)
+        raw = result[2]
+        if raw is None:
+            return None
+        if raw == b"":
+            return PENDING
+        return _decode_record(raw)
+
+    async def wait_idempotency(self, tenant: str, key: str) -> None:
+        await asyncio.sleep(_POLL)
+
+    async def put_idempotency(self, tenant: str, key: str, record: IdempotencyRecord) -> None:
+        try:
+            await self.redis.set(
+                self._idem_key(tenant, key), _encode_record(record), ex=self._idempotency_ttl
+            )
+        except (RedisError, OSError) as exc:
+            raise state_unavailable(self._where) from exc
+
+    async def release_idempotency(self, tenant: str, key: str) -> None:
+        await self._run("release", None, self._idem_key(tenant, key))
+
+    # -- OAuth tokens --------------------------------------------------------------------
+    async def issue_token(self, client_id: str, secret: str) -> tuple[str, int] | None:
+        issued = self.auth.issue_token(client_id, secret)
+        if issued is None:
+            return None
+        token, ttl = issued
+        known = self.auth.issued(token)
+        assert known is not None
+        value = f"{known.tenant.name}\n{known.client_id}\n{known.expires_at!r}"
+        try:
+            await self.redis.set(f"{PREFIX}tok:{_digest(token)}", value, ex=ttl)
+        except (RedisError, OSError) as exc:
+            raise state_unavailable(self._where) from exc
+        return issued
+
+    async def resolve_token(self, token: str) -> None:
+        if len(token) > 512:
+            return
+        try:
+            raw = await self.redis.get(f"{PREFIX}tok:{_digest(token)}")
+        except (RedisError, OSError) as exc:
+            raise state_unavailable(self._where) from exc
+        if raw is None:
+            return
+        tenant, client_id, expires_at = _text(raw).split("\n")
+        self.auth.learn_token(token, tenant, client_id, float(expires_at))
+
+    # -- analytics -----------------------------------------------------------------------
+    def record(self, tenant: str, endpoint: str, status: int, started: float, duration: float) -> None:
+        self.traffic.record(tenant, endpoint, status, started, duration)
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            try:
+                await self.flush()
+            except ApiError:
+                pass  # Redis away: the counters wait in memory for the next flush
+
+    async def flush(self) -> None:
+        rows = self.traffic.take_pending()
+        if not rows:
+            return
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                for tenant, day, endpoint, status, count in rows:
+                    pipe.hincrby(f"{PREFIX}use:{tenant}", f"{day}\n{endpoint}\n{status}", count)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            for tenant, day, endpoint, status, count in rows:
+                self.traffic.pending[(tenant, day, endpoint, status)] += count
+            raise state_unavailable(self._where) from exc
+
+    async def usage(self, tenant: str, first_day: str, last_day: str) -> list[tuple[str, str, int, int]]:
+        try:
+            stored = await self.redis.hgetall(f"{PREFIX}use:{tenant}")
+        except (RedisError, OSError) as exc:
+            raise state_unavailable(self._where) from exc
+        rows: list[tuple[str, str, int, int]] = []
+        for field, count in stored.items():
+            day, endpoint, status = _text(field).split("\n")
+            if first_day <= day <= last_day:
+                rows.append((day, endpoint, int(status), int(count)))
+        return rows + self.traffic.pending_for(tenant, first_day, last_day)
+
+    def performance(self, tenant: str, timeframe: str) -> dict[str, Any]:
+        return self.traffic.performance(tenant, timeframe)
