@@ -7,8 +7,11 @@ import importlib.util
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 from ._config import DEFAULT_DB, ServerConfig
+from ._state._connect import check_url, shown
+from ._state._private import private_data_dir
 from ._tenants import DEFAULT_TENANTS, RateLimit, load_tenants
 from .exceptions import ConfigError
 
@@ -89,6 +92,20 @@ def _parser() -> argparse.ArgumentParser:
         default="auto",
         help="event loop: uvloop or the standard library's asyncio; auto: uvloop when installed",
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes serving the one port as one fake; more than one keeps the state in Redis"
+        " (--state, or a private redis-server started when one is on PATH)",
+    )
+    serve.add_argument(
+        "--state",
+        metavar="URL",
+        help="keep the state in Redis (or Valkey): redis://HOST:PORT/DB, rediss://..., unix:///PATH;"
+        " fakes sharing one act as one fake (--db is then not used)",
+    )
     return parser
 
 
@@ -106,6 +123,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         raise ConfigError(f"--session-ttl: must be positive, got {args.session_ttl}")
     if not args.header_timeout > 0:
         raise ConfigError(f"--header-timeout: must be positive, got {args.header_timeout}")
+    if args.workers < 1:
+        raise ConfigError(f"--workers: must be 1 or more, got {args.workers}")
     for flag, choice, fallback in (("--http", args.http, "h11"), ("--loop", args.loop, "asyncio")):
         if choice not in ("auto", fallback) and importlib.util.find_spec(choice) is None:
             raise ConfigError(f"{flag}: {choice} is not installed (pip install {choice}); or use {fallback}")
@@ -131,6 +150,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         cors=args.cors,
         http=args.http,
         loop=args.loop,
+        workers=args.workers,
+        state=check_url(args.state) if args.state is not None else None,
     )
 
 
@@ -173,7 +194,15 @@ def banner(config: ServerConfig, url: str) -> str:
         lines.append(
             f"  tenants: {', '.join(t.name for t in config.tenants)} (credentials from the tenants file)"
         )
-    lines.append(f"  state: {config.db}")
+    if config.state is not None:
+        lines.append(f"  state: {shown(config.state)}")
+    elif config.workers > 1:
+        where = "memory" if config.db in (":memory:", "") else f"{private_data_dir(config.db)}"
+        lines.append(f"  state: a private redis-server ({where})")
+    else:
+        lines.append(f"  state: {config.db}")
+    if config.workers > 1:
+        lines.append(f"  workers: {config.workers} processes")
     if config.faults or config.preset:
         lines.append(f"  faults: {' '.join(f for f in (config.faults, config.preset) if f)}")
     if config.cors:
@@ -198,9 +227,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from ._server import Server, listen_socket, raise_fd_limit, uvicorn_config
+    from ._state._connect import check_reachable
 
     try:
         config = config_from_args(args)
+        if config.state is not None:
+            check_reachable(config.state)
         uconfig = uvicorn_config(config)
     except ConfigError as exc:
         print(f"mock-server: {exc}", file=sys.stderr)
@@ -217,6 +249,8 @@ def _serve(args: argparse.Namespace) -> int:
     config = replace(config, port=sock.getsockname()[1])
     raise_fd_limit()
     url = url_of(config.host, config.port)
+    if config.workers > 1:
+        return _serve_workers(config, sock, url)
     server = Server(uconfig, on_started=lambda: print(banner(config, url), flush=True), freeze_gc=True)
     try:
         server.run(sockets=[sock])
@@ -225,6 +259,23 @@ def _serve(args: argparse.Namespace) -> int:
         # which is a traceback; Ctrl-C is how this server is meant to be stopped.
         pass
     return 0 if server.started else 1
+
+
+def _serve_workers(config: ServerConfig, sock: Any, url: str) -> int:
+    from ._workers import Workers
+
+    workers = Workers(config, sock=sock)
+    try:
+        workers.start()
+    except ConfigError as exc:
+        print(f"mock-server: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        print(f"mock-server: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    return workers.supervise(on_started=lambda: print(banner(config, url), flush=True))
 
 
 _ALL_INTERFACES = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}

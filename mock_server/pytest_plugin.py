@@ -7,7 +7,9 @@
     @pytest.mark.mock_server(preset="flaky", seed=7, allow_fault_header=True)
     def test_client_survives(mock_server): ...
 
-Any :class:`ServerConfig` field is accepted as a marker keyword. ``mock_server_factory``
+Any :class:`ServerConfig` field is accepted as a marker keyword; ``workers=N`` (N > 1) starts N
+real processes on one port, sharing ``state`` (a Redis URL) or a private redis-server, and
+yields a :class:`Workers` with the same ``url``, ``port``, ``admin`` and ``stop``. ``mock_server_factory``
 starts further fakes with explicit configs; all of them stop at the end of the test.
 """
 
@@ -21,6 +23,7 @@ import pytest
 
 from ._config import ServerConfig
 from ._server import ServerThread
+from ._workers import Workers
 
 _FIELDS = {f.name for f in fields(ServerConfig)}
 
@@ -42,12 +45,14 @@ def _config(**kwargs: Any) -> ServerConfig:
 
 
 @pytest.fixture
-def mock_server_factory() -> Iterator[Callable[..., ServerThread]]:
+def mock_server_factory() -> Iterator[Callable[..., ServerThread | Workers]]:
     """Start fakes with given settings; each stops when the test ends."""
-    started: list[ServerThread] = []
+    started: list[ServerThread | Workers] = []
 
-    def start(**kwargs: Any) -> ServerThread:
-        server = ServerThread(_config(**kwargs)).start()
+    def start(**kwargs: Any) -> ServerThread | Workers:
+        config = _config(**kwargs)
+        # workers=N: N real processes on one port with their shared state (see Workers).
+        server = Workers(config).start() if config.workers > 1 else ServerThread(config).start()
         started.append(server)
         return server
 
@@ -58,8 +63,8 @@ def mock_server_factory() -> Iterator[Callable[..., ServerThread]]:
 
 @pytest.fixture
 def mock_server(
-    request: pytest.FixtureRequest, mock_server_factory: Callable[..., ServerThread]
-) -> ServerThread:
+    request: pytest.FixtureRequest, mock_server_factory: Callable[..., ServerThread | Workers]
+) -> ServerThread | Workers:
     """A fresh fake for this test; ``.url`` is its base URL."""
     marker = request.node.get_closest_marker("mock_server")
     return mock_server_factory(**(marker.kwargs if marker else {}))
