@@ -101,8 +101,13 @@ class Admin:
     """Handlers of the admin API over one fault state."""
 
     def __init__(self, state: FaultState, *, max_body_bytes: int = 1024 * 1024) -> None:
+        # The dashboard, its event stream and this API's OpenAPI document (imported here: the
+        # dashboard's package imports this one).
+        from .._ui import ui_routes
+
         self.state = state
         self.max_body_bytes = max_body_bytes
+        self.ui_routes = ui_routes(state, max_body_bytes=max_body_bytes)
 
     # -- rules ----------------------------------------------------------------------------------
 
@@ -308,6 +313,7 @@ def _routes(admin: Admin) -> list[Route]:
         Route("/__admin/reset", a.reset, methods=["POST"]),
         Route("/__admin/compliance", a.compliance, methods=["GET"]),
         Route("/__admin/metrics", a.metrics, methods=["GET"]),
+        *a.ui_routes,
     ]
 
 

@@ -152,6 +152,11 @@ class FaultLayer:
         self._tenant_of = tenant_of or _no_tenant
         self.injectors = Injectors(app, state.held, wall=wall, rate_limit=rate_limit)
         self._admin = build_admin(state, max_body_bytes=max_body_bytes)
+        # /docs (Swagger UI) and the dashboard's static files; imported here, the package imports this one.
+        from .._ui import PUBLIC_PATHS, DocsApp
+
+        self._docs = DocsApp()
+        self._public_admin = PUBLIC_PATHS
 
     def __repr__(self) -> str:
         return f"FaultLayer(rules={len(self.engine.rules)}, seed={self.seed})"
@@ -181,6 +186,10 @@ class FaultLayer:
         path: str = scope["path"]
         if path.startswith("/__admin") and (len(path) == 8 or path[8] == "/"):
             await self._serve_admin(scope, receive, send)
+            return
+        if path.startswith("/docs") and (len(path) == 5 or path[5] == "/"):
+            # Interactive docs: like /__admin, neither journaled nor faulted.
+            await self._docs(scope, receive, send)
             return
 
         started = self.clock()
@@ -280,7 +289,11 @@ class FaultLayer:
 
     async def _serve_admin(self, scope: Scope, receive: Receive, send: Send) -> None:
         refusal = self._admin_refusal(scope)
-        if refusal is not None:
+        # The dashboard's static files hold no data, and a browser cannot send the token when it
+        # opens the page: with a token they are public (the page then asks for the token).
+        if refusal is not None and not (
+            self._admin_token is not None and scope["path"] in self._public_admin
+        ):
             status, message, extra = refusal
             body = _inject.error_body(status, message, new_request_id())
             headers = [(b"content-type", _inject.JSON), (b"content-length", str(len(body)).encode())]
