@@ -221,8 +221,6 @@ class Engine:
             else False,
             replayable=request.replayable,
         )
-        if self.budget is not None:
-            self.budget.record_request()
         host = host_key(url)
         breaker = self.breakers.get(host) if self.breakers is not None else None
         bucket = self.limiters.get(host) if self.limiters is not None else None
@@ -282,6 +280,12 @@ class Engine:
                         bucket.done()
                     raise
                 else:
+                    if state.attempt == 1 and self.budget is not None:
+                        # Counted when its first answer (or error) comes, not when it starts: a
+                        # call that queued longer than the budget's window (behind the limiter or
+                        # for a pooled connection, a thousand tasks at once) still brings its
+                        # share of retries to the decision its answer calls for.
+                        self.budget.record_request()
                     if admitted and bucket is not None:
                         bucket.done()
                     if isinstance(reply, Received):

@@ -98,8 +98,9 @@ class RetryBudget:
     """A cap on retries across every call of a session, so a fleet cannot amplify an outage.
 
     Within the sliding ``window`` (default 10 s), retries may be at most ``ratio`` (default
-    0.2) of the logical requests started, plus ``min_per_second`` (default 1) so a quiet
-    client can still retry.
+    0.2) of the logical requests answered (each counted once, when its first attempt ends, so
+    a call that queued longer than the window still brings its share), plus ``min_per_second``
+    (default 1) so a quiet client can still retry.
     """
 
     ratio: float = 0.2
@@ -138,7 +139,7 @@ class BudgetTracker:
         return slot % self._SLOTS
 
     def record_request(self) -> None:
-        """Count one logical request (each call, not each attempt)."""
+        """Count one logical request (each call, not each attempt), when its first attempt ends."""
         with self._lock:
             self._requests[self._roll()] += 1
 

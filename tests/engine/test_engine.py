@@ -29,7 +29,7 @@ from client._http import Final, Headers, Received, Request, Send, Sleep
 from client._httpcache import CachePolicy
 from client._limiter import RateLimitPolicy, TokenBucket, reset_seconds
 from client._policies import Policies
-from client._retry import RetryPolicy
+from client._retry import RetryBudget, RetryPolicy
 from client._timeouts import Timeouts
 
 URL = "http://api.test/profiles"
@@ -304,3 +304,30 @@ def test_a_miss_answered_no_store_is_never_stored() -> None:
     second = driver.run(eng.call(request()))
     assert second.info.cache == "miss" and len(driver.sends) == 2
     assert driver.run(eng.call(request())).info.cache == "hit"
+
+
+def test_the_retry_budget_counts_a_call_when_it_is_answered_not_when_it_starts() -> None:
+    """A call that waited longer than the budget's window (behind a server pause, or for a
+    pooled connection, as a thousand tasks at once do under the chaos preset) still brings its
+    own share of retries: the budget counts it when its first attempt ends, so that count has
+    not aged out when the retry is decided."""
+    clock = FakeClock()
+    budget = RetryBudget(ratio=1.0, min_per_second=0.0, window=10.0)
+    eng = engine(
+        clock,
+        retry=RetryPolicy(budget=budget, rng=random.Random(7)),
+        limiter=RateLimitPolicy(rate=1000, burst=1000),
+        timeouts=Timeouts(connect=3, read=10, total=60),
+    )
+    eng.limiters.get("http://api.test:80").observe(429, {"Retry-After": "11"})  # type: ignore[union-attr]
+    driver = Driver(clock, ok(503), ok())
+    final = driver.run(eng.call(request()))
+    assert driver.sleeps[0].reason == "rate limit" and driver.sleeps[0].seconds >= 11
+    assert final.received is not None and final.received.status == 200 and len(driver.sends) == 2
+    # Queued for a connection after the engine let it go: the answer comes 11 s later.
+    flow = engine(clock, retry=RetryPolicy(budget=budget, rng=random.Random(7))).call(request())
+    assert isinstance(next(flow), Send)
+    clock.advance(11.0)
+    action = flow.send(ok(503))
+    assert isinstance(action, Sleep) and action.reason == "backoff"
+    flow.close()
