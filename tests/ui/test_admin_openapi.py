@@ -1,0 +1,113 @@
+"""/__admin/openapi.json names every admin route; /docs serves Swagger UI from the package."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from mock_server import ServerConfig, ServerThread
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[ServerThread]:
+    with ServerThread(ServerConfig(db=":memory:")) as server:
+        yield server
+
+
+def test_the_admin_document_names_exactly_the_routes_the_admin_app_serves(fake: ServerThread) -> None:
+    served = set()
+    for endpoint in requests.get(f"{fake.url}/__admin", timeout=5).json()["endpoints"]:
+        methods, path = endpoint.rsplit(" ", 1)
+        served |= {(m, path) for m in methods.split() if m != "HEAD"}
+    doc = requests.get(f"{fake.url}/__admin/openapi.json", timeout=5).json()
+    documented = {
+        (method.upper(), path)
+        for path, item in doc["paths"].items()
+        for method in item
+        if method in ("get", "put", "post", "delete", "patch")
+    }
+    assert documented == served
+    assert doc["openapi"].startswith("3.0.")
+
+
+def _refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref":
+                yield value
+            else:
+                yield from _refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _refs(value)
+
+
+def test_every_reference_in_the_admin_document_resolves(fake: ServerThread) -> None:
+    doc = requests.get(f"{fake.url}/__admin/openapi.json", timeout=5).json()
+    refs = set(_refs(doc))
+    assert refs
+    for ref in refs:
+        node: Any = doc
+        for part in ref.removeprefix("#/").split("/"):
+            node = node[part]
+        assert isinstance(node, dict), ref
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            if method != "parameters":
+                assert op["responses"], (method, path)
+                names = {p["name"] for p in item.get("parameters", [])}
+                assert all(f"{{{n}}}" in path for n in names)
+
+
+def test_the_admin_document_follows_the_admin_access_rules() -> None:
+    with ServerThread(ServerConfig(db=":memory:", admin_token="tok")) as server:
+        assert requests.get(f"{server.url}/__admin/openapi.json", timeout=5).status_code == 401
+        ok = requests.get(f"{server.url}/__admin/openapi.json", headers={"X-Admin-Token": "tok"}, timeout=5)
+        assert ok.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [
+        ("/docs", "text/html"),
+        ("/docs/docs.js", "text/javascript"),
+        ("/docs/swagger-ui-bundle.js", "text/javascript"),
+        ("/docs/swagger-ui-standalone-preset.js", "text/javascript"),
+        ("/docs/swagger-ui.css", "text/css"),
+    ],
+)
+def test_docs_files_come_from_the_fake(fake: ServerThread, path: str, kind: str) -> None:
+    r = requests.get(f"{fake.url}{path}", timeout=5)
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith(kind)
+    assert "default-src 'none'" in r.headers["content-security-policy"]
+    assert "https://" not in r.text[:5000] or path.endswith(".js")
+
+
+def test_docs_are_neither_journaled_nor_faulted(fake: ServerThread) -> None:
+    requests.post(f"{fake.url}/__admin/reset", timeout=5)
+    requests.post(
+        f"{fake.url}/__admin/faults",
+        json={"id": "all", "fault": {"type": "status", "status": 500}},
+        timeout=5,
+    )
+    try:
+        assert requests.get(f"{fake.url}/docs", timeout=5).status_code == 200
+        assert requests.get(f"{fake.url}/docs/swagger-ui.css", timeout=5).status_code == 200
+        assert requests.get(f"{fake.url}/health", timeout=5).status_code == 500  # the rule is live
+        journal = requests.get(f"{fake.url}/__admin/requests", timeout=5).json()["requests"]
+        assert [e["path"] for e in journal] == ["/health"]
+    finally:
+        requests.post(f"{fake.url}/__admin/reset", timeout=5)
+
+
+def test_docs_refuse_other_methods_and_unknown_files(fake: ServerThread) -> None:
+    post = requests.post(f"{fake.url}/docs", timeout=5)
+    assert post.status_code == 405 and post.headers["allow"] == "GET, HEAD"
+    missing = requests.get(f"{fake.url}/docs/../etc/passwd", timeout=5)
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"]
+    assert requests.get(f"{fake.url}/docsx", timeout=5).status_code != 200  # not a docs path

@@ -1,0 +1,84 @@
+"""The dashboard's routes without a browser: assets, access, YAML, parked rules, presets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from mock_server import ServerConfig, ServerThread
+from mock_server._ui import parse_yaml
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[ServerThread]:
+    with ServerThread(ServerConfig(db=":memory:")) as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _clean(fake: ServerThread) -> None:
+    requests.post(f"{fake.url}/__admin/reset", timeout=5)
+
+
+def test_the_page_and_its_assets_are_self_contained(fake: ServerThread) -> None:
+    page = requests.get(f"{fake.url}/__admin/ui", timeout=5)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "connect-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    for asset in ("app.js", "app.css"):
+        body = requests.get(f"{fake.url}/__admin/ui/{asset}", timeout=5).text
+        assert "http://" not in body and "https://" not in body, asset
+    assert "http://" not in page.text and "https://" not in page.text
+    assert "<script>" not in page.text  # no inline script: the CSP forbids it
+
+
+def test_with_a_token_only_the_pages_static_files_are_public() -> None:
+    with ServerThread(ServerConfig(db=":memory:", admin_token="tok")) as server:
+        for path in ("/__admin/ui", "/__admin/ui/app.js", "/__admin/ui/app.css"):
+            assert requests.get(f"{server.url}{path}", timeout=5).status_code == 200, path
+        for path in ("/__admin/ui/presets", "/__admin/ui/disabled", "/__admin/events", "/__admin/faults"):
+            assert requests.get(f"{server.url}{path}", timeout=5).status_code == 401, path
+        assert requests.post(f"{server.url}/__admin/ui/yaml", data="a: 1", timeout=5).status_code == 401
+
+
+def test_yaml_becomes_json_and_a_mistake_names_its_line(fake: ServerThread) -> None:
+    ok = requests.post(f"{fake.url}/__admin/ui/yaml", data="id: x\nfault: {type: reset}\n", timeout=5)
+    assert ok.json() == {"value": {"id": "x", "fault": {"type": "reset"}}}
+    bad = requests.post(f"{fake.url}/__admin/ui/yaml", data="id: x\nfault: [\n", timeout=5)
+    assert bad.status_code == 400
+    assert "line" in bad.json()["error"]["message"]
+
+
+def test_yaml_aliases_are_refused_so_a_bomb_cannot_expand() -> None:
+    bomb = "a: &a [x, x]\nb: &b [*a, *a]\nc: &c [*b, *b]\n"
+    with pytest.raises(ValueError, match="aliases"):
+        parse_yaml(bomb)
+    assert parse_yaml("when: 2024-01-01") == {"when": "2024-01-01"}
+    with pytest.raises(ValueError, match="nested too deeply"):
+        parse_yaml("[" * 5000)
+
+
+def test_disabling_parks_a_rule_and_enabling_brings_it_back(fake: ServerThread) -> None:
+    url = fake.url
+    rule = {"id": "r1", "fault": {"type": "status", "status": 502}}
+    requests.post(f"{url}/__admin/faults", json=rule, timeout=5)
+    parked = requests.put(f"{url}/__admin/ui/disabled/r1", timeout=5)
+    assert parked.status_code == 200
+    assert requests.get(f"{url}/__admin/faults", timeout=5).json()["rules"] == []
+    assert requests.get(f"{url}/health", timeout=5).status_code == 200  # no longer in force
+    assert [r["id"] for r in requests.get(f"{url}/__admin/ui/disabled", timeout=5).json()["rules"]] == ["r1"]
+    assert requests.post(f"{url}/__admin/ui/disabled/r1/enable", timeout=5).status_code == 200
+    assert [r["id"] for r in requests.get(f"{url}/__admin/faults", timeout=5).json()["rules"]] == ["r1"]
+    assert requests.get(f"{url}/health", timeout=5).status_code == 502
+    assert requests.get(f"{url}/__admin/ui/disabled", timeout=5).json()["rules"] == []
+    assert requests.post(f"{url}/__admin/ui/disabled/r1/enable", timeout=5).status_code == 404
+    assert requests.put(f"{url}/__admin/ui/disabled/nope", timeout=5).status_code == 404
+
+
+def test_presets_are_listed_with_their_rules(fake: ServerThread) -> None:
+    presets = requests.get(f"{fake.url}/__admin/ui/presets", timeout=5).json()["presets"]
+    assert {"flaky", "chaos", "rate-limited"} <= set(presets)
+    added = requests.post(f"{fake.url}/__admin/faults", json={"rules": presets["flaky"]}, timeout=5)
+    assert added.status_code == 201
