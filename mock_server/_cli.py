@@ -106,6 +106,9 @@ def _parser() -> argparse.ArgumentParser:
         help="keep the state in Redis (or Valkey): redis://HOST:PORT/DB, rediss://..., unix:///PATH;"
         " fakes sharing one act as one fake (--db is then not used)",
     )
+    from ._proxy._cli import add_commands
+
+    add_commands(sub, _Help)
     return parser
 
 
@@ -220,6 +223,10 @@ def url_of(host: str, port: int) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command in ("proxy", "replay"):
+            from ._proxy._cli import run
+
+            return run(args)
         return _serve(args)
     except KeyboardInterrupt:  # Ctrl-C before the server took over the signal
         return 0
