@@ -51,9 +51,13 @@ def shown(url: str) -> str:
 def check_reachable(url: str, timeout: float = 3.0) -> None:
     """Raise ConfigError naming the URL unless a Redis server answers PING there."""
     import redis
+    from redis.backoff import NoBackoff
     from redis.exceptions import RedisError
+    from redis.retry import Retry
 
-    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    client = redis.Redis.from_url(
+        url, socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0)
+    )
     try:
         client.ping()
     except (RedisError, OSError) as exc:
