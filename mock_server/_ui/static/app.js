@@ -262,7 +262,7 @@ function rowFor(e) {
   cell(tr, e.query ? e.path + "?" + e.query : e.path, "wrap");
   cell(tr, e.status === null ? e.outcome : e.status, statusClass(e));
   cell(tr, e.fault);
-  cell(tr, e.rule);
+  cell(tr, e.rule || (e.rules.length ? e.rules.join(", ") : null));
   cell(tr, e.duration_ms === null ? null : e.duration_ms.toFixed(1), "num");
   cell(tr, e.session);
   cell(tr, e.tenant);
@@ -301,7 +301,18 @@ function account(e) {
   b.n += 1;
   b.injected += e.injected_delay_ms || 0;
   b.actual += e.duration_ms || 0;
-  if (e.session) state.sessions.set(e.session, Date.now());
+  if (e.session) {
+    // A new client: grade it soon rather than at the next periodic refresh.
+    if (!state.sessions.has(e.session) && state.sessions.size < MAX_SESSIONS) gradeSoon();
+    state.sessions.delete(e.session);  // re-inserted last: the map stays in recency order
+    state.sessions.set(e.session, Date.now());
+    if (state.sessions.size > 1000) state.sessions.delete(state.sessions.keys().next().value);
+  }
+}
+
+let gradeTimer = null;
+function gradeSoon() {
+  if (gradeTimer === null) gradeTimer = setTimeout(() => { gradeTimer = null; refreshGrade(); }, 1000);
 }
 
 function render() {
@@ -672,15 +683,20 @@ $("paste-submit").addEventListener("click", async () => {
 
 function sessionOptions() {
   const select = $("grade-session");
-  const known = new Set([...select.options].map((o) => o.value));
-  const recent = [...state.sessions.entries()].sort((a, b) => b[1] - a[1]).map(([s]) => s);
-  for (const s of recent) {
-    if (known.has(s)) continue;
-    const opt = document.createElement("option");
-    opt.value = s;
-    opt.textContent = s;
-    select.appendChild(opt);
-    known.add(s);
+  const chosen = select.value;
+  const recent = [...state.sessions.keys()].reverse().slice(0, 50);
+  if (chosen && !recent.includes(chosen)) recent.push(chosen);
+  const wanted = ["", ...recent];
+  const current = [...select.options].map((o) => o.value);
+  if (wanted.join("\n") !== current.join("\n")) {
+    select.textContent = "";
+    for (const s of wanted) {
+      const opt = document.createElement("option");
+      opt.value = s;
+      opt.textContent = s || "all sessions";
+      select.appendChild(opt);
+    }
+    select.value = chosen;
   }
   return recent.slice(0, MAX_SESSIONS);
 }
