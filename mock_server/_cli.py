@@ -240,7 +240,9 @@ def _serve(args: argparse.Namespace) -> int:
         config = config_from_args(args)
         if config.state is not None:
             check_reachable(config.state)
-        uconfig = uvicorn_config(config)
+        # Workers build their own app; this one only checks the config (rules, tenants, CORS),
+        # without taking the --db lock that the workers' private redis-server takes.
+        uconfig = uvicorn_config(replace(config, db=":memory:") if config.workers > 1 else config)
     except ConfigError as exc:
         print(f"mock-server: {exc}", file=sys.stderr)
         return 2
