@@ -24,6 +24,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._ids import new_request_id
+from .._proxy import _after
 from .._ratelimit import FailureLimiter
 from .._untrusted import bounded, bounded_or_none, session_id
 from . import _inject
@@ -249,7 +250,8 @@ class FaultLayer:
             elif decision is None:
                 await self.app(scope, receive, self.injectors.observing(entry, send))
             else:
-                await self.injectors.inject(decision, entry, scope, receive, send)
+                # In the order the deciding rules' ``when`` says (``_proxy/_after.py``).
+                await _after.inject(self.injectors, self.engine.get, decision, entry, scope, receive, send)
         finally:
             fault_state.in_flight -= 1
             self._finish(entry, scope)
