@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -53,7 +52,7 @@ def _post(port: int, name: str) -> tuple[str, Any]:
         response = conn.getresponse()
         body = response.read()
         return "answer", (response.status, dict(response.getheaders()), body, time.monotonic() - started)
-    except (ConnectionError, http.client.HTTPException, socket.timeout) as exc:
+    except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
         return type(exc).__name__, None
     finally:
         conn.close()
