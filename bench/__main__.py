@@ -1,6 +1,6 @@
 """``make bench``: every benchmark, each figure a ratio against a baseline run side by side.
 
-``python -m bench [server] [faults] [client] [locust]`` runs only the steps named (default: all).
+``python -m bench [server] [faults] [client] [locust] [ui]`` runs only the steps named (default: all).
 Results are also written as JSON to ``bench/results/latest.json``. Each benchmark starts its
 own servers in their own processes, on loopback, and stops them.
 """
@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench import bench_client, bench_faults, bench_server
+from bench import bench_client, bench_faults, bench_server, bench_ui
 
-STEPS = ("server", "faults", "client", "locust")
+STEPS = ("server", "faults", "client", "locust", "ui")
 
 
 def _locust() -> tuple[dict[str, Any], str]:
@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     if "locust" in steps:
         results["locust_users"], text = _locust()
         print(text, flush=True)
+    if "ui" in steps:
+        results["dashboard"] = bench_ui.run()
+        print(bench_ui.report(results["dashboard"]), "\n", flush=True)
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     (out / "latest.json").write_text(json.dumps(results, indent=2))

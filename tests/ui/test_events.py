@@ -311,3 +311,26 @@ def _publish(journal: Journal, seq: int, finished: float) -> None:
     entry.arrived_mono = finished - 0.001
     journal.record(entry)
     journal.complete(entry)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"status": None, "outcome": None, "duration_s": None},
+        {"path": '/p/"quoted"\\back\nline\u00e9\u2603', "query": "a=%00&b=***", "session": "s\u00ff"},
+        {"rules": ("r1", 'r"2'), "fault": "status", "rule": "r1", "retry_after_s": 2.0},
+        {"ratelimit_remaining": 0, "ratelimit_reset_at": 1795773600.0, "idempotency_key": "k"},
+        {"arrived_at": 1795773519.0, "injected_delay_s": 0.0301, "duration_s": 1e-7},
+        {"arrived_at": 1795773519.9999999, "tenant": "acme"},
+    ],
+)
+def test_the_fast_encoding_is_the_journals_json(changes: dict[str, Any]) -> None:
+    import json
+
+    from mock_server._faults._events import entry_json
+
+    entry = _entry(7)
+    for name, value in changes.items():
+        setattr(entry, name, value)
+    assert entry_json(entry) == json.dumps(entry.to_dict(), separators=(",", ":"))

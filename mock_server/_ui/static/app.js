@@ -315,20 +315,33 @@ function gradeSoon() {
   if (gradeTimer === null) gradeTimer = setTimeout(() => { gradeTimer = null; refreshGrade(); }, 1000);
 }
 
+const pendingRows = [];
+let tableDrawn = 0;
+
 function render() {
   const batch = state.incoming;
   if (batch.length) {
     state.incoming = [];
     state.seen += batch.length;
     for (const e of batch) account(e);
-    if (!state.paused) addRows(batch.filter(matches));
+    if (!state.paused) {
+      for (const e of batch) if (matches(e)) pendingRows.push(e);
+      if (pendingRows.length > MAX_ROWS) pendingRows.splice(0, pendingRows.length - MAX_ROWS);
+    }
     $("seen").textContent = state.seen;
+  }
+  // Under a flood (a table's worth of new rows per batch) the table is redrawn once a second:
+  // nobody reads faster, and the page stays responsive.
+  const flood = pendingRows.length >= MAX_ROWS / 2;
+  if (pendingRows.length && (!flood || Date.now() - tableDrawn >= 1000)) {
+    addRows(pendingRows.splice(0));
+    tableDrawn = Date.now();
   }
   const now = serverNow();
   const last = state.buckets.get(Math.floor(now) - 1);
   $("rate").textContent = last ? last.n : 0;
   for (const sec of state.buckets.keys()) if (sec < now - WINDOW_S - 2) state.buckets.delete(sec);
-  if (batch.length || !render.drawn || Date.now() - render.drawn > 1000) {
+  if (!render.drawn || Date.now() - render.drawn >= (batch.length ? 500 : 1000)) {
     drawCharts(now);
     render.drawn = Date.now();
   }
