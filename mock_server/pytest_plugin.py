@@ -11,6 +11,9 @@ Any :class:`ServerConfig` field is accepted as a marker keyword; ``workers=N`` (
 real processes on one port, sharing ``state`` (a Redis URL) or a private redis-server, and
 yields a :class:`Workers` with the same ``url``, ``port``, ``admin`` and ``stop``. ``mock_server_factory``
 starts further fakes with explicit configs; all of them stop at the end of the test.
+
+``mock_proxy`` and ``mock_replay`` (markers of the same names) put the same fault layer in front
+of any HTTP service or of a HAR recording; see ``mock_server._proxy._fixtures``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from typing import Any
 import pytest
 
 from ._config import ServerConfig
+from ._proxy._fixtures import MARKERS as PROXY_MARKERS
+from ._proxy._fixtures import mock_proxy, mock_replay  # noqa: F401 - fixtures of this plugin
 from ._server import ServerThread
 from ._workers import Workers
 
@@ -32,6 +37,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "mock_server(**config): settings (ServerConfig fields) for the mock_server fixture"
     )
+    for line in PROXY_MARKERS:
+        config.addinivalue_line("markers", line)
 
 
 def _config(**kwargs: Any) -> ServerConfig:
