@@ -183,6 +183,9 @@ def run(opts: RunOptions) -> RunResult:
             f"{opts.duration:g} s against {host}"
             + (f" (fake, preset {scenario.preset or 'none'}, seed {opts.seed})" if fake else ""),
         )
+        if fake is not None:
+            # The fake's live dashboard: requests, injected faults and the clients' grade as they happen.
+            _say(opts, f"load_tests: watch it live at {host}/__admin/ui (open while the run lasts)")
         if opts.master:
             _say(
                 opts,

@@ -73,5 +73,7 @@ def test_ctrl_c_during_the_demo_reports_a_partial_run_and_exits_130(tmp_path):
     assert re.search(r"reached server\s+\d+\s+\d+", text), text
     # Nothing is left listening: the fake was stopped.
     port = int(re.search(r"against http://127\.0\.0\.1:(\d+)", text).group(1))
+    # While it ran, the fake's dashboard was announced at its own URL.
+    assert f"watch it live at http://127.0.0.1:{port}/__admin/ui" in text, text
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0
