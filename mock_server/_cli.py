@@ -183,7 +183,7 @@ def banner(config: ServerConfig, url: str) -> str:
             f"  on all interfaces (--host {config.host}): from another machine, use this one's"
             f" address and port {config.port}"
         )
-    lines.append(f"  OpenAPI: {url}/openapi.json")
+    lines.append(f"  OpenAPI: {url}/openapi.json (interactive: {url}/docs)")
     if config.tenants == DEFAULT_TENANTS:
         lines.append("  demo credentials:")
         for tenant in config.tenants:
@@ -211,6 +211,7 @@ def banner(config: ServerConfig, url: str) -> str:
     if config.cors:
         lines.append(f"  CORS: {config.cors}")
     lines.append(f"  admin: {url}/__admin/requests")
+    lines.append(f"  dashboard: {url}/__admin/ui")
     return "\n".join(lines)
 
 

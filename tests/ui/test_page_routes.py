@@ -82,3 +82,13 @@ def test_presets_are_listed_with_their_rules(fake: ServerThread) -> None:
     assert {"flaky", "chaos", "rate-limited"} <= set(presets)
     added = requests.post(f"{fake.url}/__admin/faults", json={"rules": presets["flaky"]}, timeout=5)
     assert added.status_code == 201
+
+
+def test_the_serve_banner_names_the_dashboard_and_the_docs_and_both_answer(fake: ServerThread) -> None:
+    from mock_server._cli import banner
+
+    text = banner(fake.config, fake.url)
+    urls = [word.rstrip(")") for word in text.split() if word.startswith(fake.url)]
+    assert f"{fake.url}/__admin/ui" in urls and f"{fake.url}/docs" in urls
+    for url in urls:
+        assert requests.get(url, timeout=5).status_code == 200, url
