@@ -88,7 +88,7 @@ def test_the_serve_banner_names_the_dashboard_and_the_docs_and_both_answer(fake:
     from mock_server._cli import banner
 
     text = banner(fake.config, fake.url)
-    urls = [word.rstrip(")") for word in text.split() if word.startswith(fake.url)]
+    urls = [word.rstrip(")") for word in text.split() if word.startswith(f"{fake.url}/")]
     assert f"{fake.url}/__admin/ui" in urls and f"{fake.url}/docs" in urls
     for url in urls:
         assert requests.get(url, timeout=5).status_code == 200, url
