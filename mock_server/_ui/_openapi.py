@@ -11,7 +11,7 @@ from typing import Any
 _JSON = "application/json"
 _FILTERS = (
     ("method", "HTTP method, exact."),
-    ("path", "A glob over the path, e.g. /v6/profiles/*."),
+    ("path", "A glob over the path, e.g. /profiles/*."),
     ("status", "An exact status (429) or a class (5xx)."),
     ("outcome", "response, truncated, reset, closed, timeout, client_gone, cancelled or error."),
     ("session", "The X-Mock-Session value."),
