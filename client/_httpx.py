@@ -499,6 +499,24 @@ async def drive_async(flow: Flow, send: Any, sleep: Any) -> Final:
         flow.close()
 
 
+def _connection_limit(transport: Any) -> int | None:
+    """The most connections ``transport``'s pool opens (``None``: unknown or unlimited)."""
+    limit = getattr(getattr(transport, "_pool", None), "_max_connections", None)
+    return limit if isinstance(limit, int) and limit > 0 else None
+
+
+async def _acquire_by(slots: asyncio.Semaphore, left: float) -> None:
+    """Wait for a connection slot, at most ``left`` seconds (the call's time left)."""
+    if left == float("inf"):
+        await slots.acquire()
+        return
+    try:
+        async with asyncio.timeout(max(0.0, left)):
+            await slots.acquire()
+    except TimeoutError:
+        raise httpx.PoolTimeout("no connection slot came free before the call's deadline") from None
+
+
 class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
     """An async ``httpx`` transport running :class:`Policies`: ``httpx.AsyncClient(transport=...)``.
 
@@ -528,6 +546,22 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
             transport = httpx.AsyncHTTPTransport(**kwargs)
         self.inner = transport
         self._clipped = _wrap_backend(transport, _AsyncBackend)
+        # httpcore's pool scans every queued request against every connection on each arrival
+        # and each release: a thousand tasks queued in it cost seconds of blocked event loop (a
+        # 429 then sits unread while other requests go out). The calls queue here instead, in
+        # arrival order, and the pool never holds more requests than it has connections.
+        self._slot_count = _connection_limit(transport)
+        self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+
+    def _slots_here(self) -> asyncio.Semaphore | None:
+        """The connection slots of the running event loop (a semaphore belongs to one loop)."""
+        if self._slot_count is None:
+            return None
+        loop = asyncio.get_running_loop()
+        slots = self._slots
+        if slots is None or slots[0] is not loop:
+            slots = self._slots = (loop, asyncio.Semaphore(self._slot_count))
+        return slots[1]
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if not isinstance(request.stream, httpx.ByteStream):
@@ -546,7 +580,15 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
             until = action.deadline.remaining()
             token = _DEADLINE.set(time.monotonic() + until if until != float("inf") else None)
             held = _HOLD.set(self._hold(action))
+            slots = self._slots_here()
+            acquired = False
             try:
+                if slots is not None:
+                    if slots.locked():
+                        await _acquire_by(slots, until)
+                    else:
+                        await slots.acquire()  # free: returns without yielding
+                    acquired = True
                 response = await self.inner.handle_async_request(target)
                 try:
                     body = await self._read(response, action)
@@ -559,6 +601,8 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
             except (httpx.HTTPError, httpcore.TimeoutException, OSError) as exc:
                 raise _mapped(exc, target) from exc
             finally:
+                if acquired:
+                    slots.release()  # type: ignore[union-attr]
                 _DEADLINE.reset(token)
                 _HOLD.reset(held)
             return Received(response.status_code, response.headers, body, response)

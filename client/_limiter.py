@@ -277,7 +277,10 @@ class TokenBucket:
             now = policy.clock()
             self._refill(now)
             if refused:
-                self._cap = max(1.0, min(self._cap, self._in_flight + 1.0) / 2)
+                if now >= self._paused_until:
+                    # Once per episode, as TCP halves once per window: the other refusals of
+                    # a pause answer requests that were already out when it began.
+                    self._cap = max(1.0, min(self._cap, self._in_flight + 1.0) / 2)
             elif self._cap != float("inf"):
                 self._cap += 1.0 / self._cap
                 if self._cap > MAX_CAP:

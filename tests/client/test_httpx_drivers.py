@@ -357,3 +357,41 @@ def test_a_write_is_held_while_the_host_is_paused() -> None:
     finally:
         _HOLD.reset(token)
     assert seen == [0.0]
+
+
+def test_the_pool_never_holds_more_requests_than_connections() -> None:
+    """A thousand tasks queued inside httpcore's pool cost it a scan of every queued request at
+    each arrival and release (seconds of blocked event loop under the chaos bench); the async
+    transport queues calls itself, in arrival order, and hands the pool at most its connection
+    limit; a call whose deadline runs out while queued ends in DeadlineExceeded."""
+    inner = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=2))
+    busy = peak = 0
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        nonlocal busy, peak
+        busy += 1
+        peak = max(peak, busy)
+        await asyncio.sleep(0.005)
+        busy -= 1
+        return httpx.Response(200)
+
+    inner.handle_async_request = handle  # type: ignore[method-assign]
+    p = Policies(retry=None, breaker=None, cache=None, limiter=None)
+
+    async def main() -> list[Any]:
+        transport = AsyncResilientTransport(p, transport=inner)
+        async with httpx.AsyncClient(transport=transport) as client:
+            done = await asyncio.gather(*(client.get(URL) for _ in range(40)))
+            slow = httpx.Timeout(5.0)
+            late = AsyncResilientTransport(
+                Policies(retry=None, breaker=None, cache=None, limiter=None, timeouts=Timeouts(total=0.02)),
+                transport=inner,
+            )
+            async with httpx.AsyncClient(transport=late, timeout=slow) as short:
+                tail = await asyncio.gather(*(short.get(URL) for _ in range(20)), return_exceptions=True)
+        return [*done, *tail]
+
+    results = asyncio.run(main())
+    assert peak == 2
+    assert all(r.status_code == 200 for r in results[:40])
+    assert any(isinstance(r, DeadlineExceeded) for r in results[40:])

@@ -331,3 +331,25 @@ def test_the_retry_budget_counts_a_call_when_it_is_answered_not_when_it_starts()
     action = flow.send(ok(503))
     assert isinstance(action, Sleep) and action.reason == "backoff"
     flow.close()
+
+
+def test_refusals_within_one_pause_halve_the_requests_in_flight_once() -> None:
+    """Two 429s answering requests that were out together are one episode (TCP halves once
+    per window): the second, read during the pause the first began, does not halve again, or
+    a burst of random refusals would leave one request in flight at a time."""
+    clock = FakeClock()
+    bucket = TokenBucket(
+        RateLimitPolicy(rate=1000, burst=1000, clock=clock.clock, wall_clock=clock.wall, sleep=clock.sleep)
+    )
+    for _ in range(4):
+        assert bucket.reserve() == 0 and bucket.admit() == 0
+    bucket.done()
+    bucket.observe(429, {"Retry-After": "1"})  # three still out: at most 2 at once from now
+    bucket.done()
+    bucket.observe(429, {"Retry-After": "1"})  # the same episode
+    clock.advance(1.0)
+    bucket.done()  # one still out
+    bucket.reserve()
+    assert bucket.admit() == 0  # two out: within the cap of 2
+    bucket.reserve()
+    assert bucket.admit() > 0  # a third waits
