@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 from collections import deque
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -49,7 +50,7 @@ def _finished(entry: Entry) -> float:
     return entry.arrived_mono + (entry.duration_s or 0.0)
 
 
-_text = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+_text = json.encoder.encode_basestring_ascii
 
 
 def _str(value: str | None) -> str:
@@ -66,12 +67,14 @@ _last_second: list[Any] = [None, ""]
 
 
 def _iso(epoch: float) -> str:
-    """``Entry.to_dict``'s ``arrived_at_iso``, the date part formatted once a second."""
-    stamp = datetime.fromtimestamp(epoch, UTC)
-    micro = stamp.microsecond
-    second = stamp.replace(microsecond=0)
+    """``Entry.to_dict``'s ``arrived_at_iso``: the date part formatted once a second, the
+    microseconds rounded as ``datetime.fromtimestamp`` rounds them (half to even)."""
+    fraction, whole = math.modf(epoch)
+    second, micro = int(whole), round(fraction * 1e6)
+    if micro >= 1_000_000:
+        second, micro = second + 1, micro - 1_000_000
     if _last_second[0] != second:
-        _last_second[:] = [second, second.strftime("%Y-%m-%dT%H:%M:%S")]
+        _last_second[:] = [second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")]
     return f"{_last_second[1]}.{micro:06d}Z" if micro else f"{_last_second[1]}Z"
 
 

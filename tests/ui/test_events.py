@@ -334,3 +334,15 @@ def test_the_fast_encoding_is_the_journals_json(changes: dict[str, Any]) -> None
     for name, value in changes.items():
         setattr(entry, name, value)
     assert entry_json(entry) == json.dumps(entry.to_dict(), separators=(",", ":"))
+
+
+def test_the_fast_encoding_rounds_times_as_the_journal_does() -> None:
+    import json
+
+    from mock_server._faults._events import entry_json
+
+    entry = _entry(1)
+    for i in range(3000):
+        # Fractions of every kind, including those that round up into the next second.
+        entry.arrived_at = 1795773519.0 + i * 0.000333333 + (0.9999995 if i % 7 == 0 else 0.0)
+        assert entry_json(entry) == json.dumps(entry.to_dict(), separators=(",", ":")), entry.arrived_at
