@@ -24,12 +24,13 @@ import json
 import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Protocol
+from urllib.parse import urlsplit
 
-import httpx
 from starlette.types import Message, Receive, Scope, Send
 
 from .._faults import _transport
 from .._ids import new_request_id
+from ._upstream import Answer, UpstreamError, UpstreamPool
 
 RawHeaders = list[tuple[bytes, bytes]]
 
@@ -103,7 +104,7 @@ def request_id_of(scope: Scope) -> str:
 class Forwarder:
     """The ASGI app that forwards to ``upstream`` (``http://host:port[/prefix]``).
 
-    ``timeout`` bounds how long the upstream may take to answer (and each later read of its
+    ``timeout`` bounds how long the upstream may take to answer (and each later pause in its
     body); ``connect_timeout`` how long to connect. ``tap`` records each exchange.
     """
 
@@ -114,46 +115,37 @@ class Forwarder:
         preserve_host: bool = False,
         timeout: float = 30.0,
         connect_timeout: float = 5.0,
-        max_connections: int = 256,
+        max_idle: int = 256,
         tap: Tap | None = None,
     ) -> None:
-        url = httpx.URL(upstream)
-        if url.scheme not in ("http", "https") or not url.host:
+        parts = urlsplit(upstream)
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
             raise ValueError(f"upstream: must be an http:// or https:// URL, got {upstream!r}")
-        if url.query or url.fragment:
-            raise ValueError(f"upstream: must not have a query or a fragment, got {upstream!r}")
-        self.upstream = str(url).rstrip("/")
-        self._url = url
-        self._prefix = url.raw_path.rstrip(b"/")
-        self._netloc = url.netloc
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError(f"upstream: must not have user info, a query or a fragment, got {upstream!r}")
+        self.upstream = upstream.rstrip("/")
+        self._origin = f"{parts.scheme}://{parts.netloc}"
+        self._prefix = parts.path.rstrip("/").encode("latin-1")
+        self._netloc = parts.netloc.encode("latin-1")
         self.preserve_host = preserve_host
         self.timeout = timeout
         self.connect_timeout = connect_timeout
-        self._limits = httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections, keepalive_expiry=30.0
-        )
         self.tap = tap
-        self._client: httpx.AsyncClient | None = None
+        self.pool = UpstreamPool(
+            parts.hostname,
+            port or (443 if parts.scheme == "https" else 80),
+            tls=parts.scheme == "https",
+            connect_timeout=connect_timeout,
+            timeout=timeout,
+            max_idle=max_idle,
+        )
 
     def __repr__(self) -> str:
         return f"Forwarder({self.upstream!r})"
-
-    def _pool(self) -> httpx.AsyncClient:
-        if self._client is None:
-            # Created in the serving loop (its connections belong to it); no cookies kept, no
-            # redirects followed, no environment proxies: every request goes to the upstream.
-            self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout, pool=self.timeout),
-                limits=self._limits,
-                follow_redirects=False,
-                trust_env=False,
-            )
-        return self._client
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -167,21 +159,20 @@ class Forwarder:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self._pool()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await self.aclose()
+                self.pool.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    def upstream_headers(self, scope: Scope) -> tuple[RawHeaders, bool]:
-        """The headers to send up, and whether the request has a body."""
+    def upstream_headers(self, scope: Scope) -> tuple[RawHeaders, bool, bool]:
+        """The headers to send up; whether the request has a body; whether it is chunked."""
         raw: list[tuple[bytes, bytes]] = scope["headers"]
         drop = dropped_names(raw) | _FORWARDED
         out: RawHeaders = []
         host = b""
         forwarded_for = b""
-        has_body = False
+        has_body = chunked = False
         for key, value in raw:
             if key == b"host":
                 host = value
@@ -190,7 +181,7 @@ class Forwarder:
             elif key == b"content-length":
                 has_body = value.strip() not in (b"", b"0")
             elif key == b"transfer-encoding":
-                has_body = True
+                has_body = chunked = True
             if key == b"x-forwarded-for":
                 forwarded_for = value
             if key in drop:
@@ -204,66 +195,53 @@ class Forwarder:
             out.append((b"x-forwarded-host", host))
         if not self.preserve_host or not host:
             out.insert(0, (b"host", self._netloc))
-        return out, has_body
+        if chunked:
+            # The client's framing was this hop's; the next hop is framed the same way.
+            out.append((b"transfer-encoding", b"chunked"))
+        return out, has_body, chunked
 
-    def target(self, scope: Scope) -> httpx.URL:
+    def target(self, scope: Scope) -> bytes:
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
         query: bytes = scope.get("query_string", b"")
-        return self._url.copy_with(raw_path=self._prefix + raw_path + (b"?" + query if query else b""))
+        return self._prefix + raw_path + (b"?" + query if query else b"")
 
     async def forward(self, scope: Scope, receive: Receive, send: Send) -> None:
         method: str = scope["method"]
-        headers, has_body = self.upstream_headers(scope)
-        url = self.target(scope)
-        exchange = (
-            self.tap.begin(method, str(url), "HTTP/" + scope.get("http_version", "1.1"), headers)
-            if self.tap is not None
-            else None
-        )
-        content = _body(receive, exchange) if has_body else None
-        request = httpx.Request(method, url, headers=headers, content=content)
+        headers, has_body, chunked = self.upstream_headers(scope)
+        target = self.target(scope)
+        exchange = None
+        if self.tap is not None:
+            url = self._origin + target.decode("latin-1")
+            exchange = self.tap.begin(method, url, "HTTP/" + scope.get("http_version", "1.1"), headers)
+        body = _body(receive, exchange) if has_body else None
         started = time.monotonic()
         try:
-            response = await self._pool().send(request, stream=True)
+            answer = await self.pool.request(method, target, headers, body, chunked=chunked)
         except _ClientGone:
             if exchange is not None:
                 exchange.finish(complete=False)
             return
-        except httpx.TimeoutException as exc:
+        except UpstreamError as exc:
             if exchange is not None:
                 exchange.finish(complete=False)
-            if isinstance(exc, httpx.ConnectTimeout):
-                await self._fail(
-                    scope, send, 502, "upstream_unavailable", f"cannot connect to {self.upstream}: timed out"
-                )
-            else:
+            if exc.timeout:
                 waited = time.monotonic() - started
-                await self._fail(
-                    scope,
-                    send,
-                    504,
-                    "gateway_timeout",
-                    f"the upstream did not answer within {self.timeout:g} s (waited {waited:.1f} s)",
-                )
-            return
-        except (httpx.HTTPError, OSError) as exc:
-            if exchange is not None:
-                exchange.finish(complete=False)
-            await self._fail(scope, send, 502, "upstream_unavailable", _why(exc, self.upstream))
+                message = f"the upstream did not answer within {self.timeout:g} s (waited {waited:.1f} s)"
+                await self._fail(scope, send, 504, "gateway_timeout", message)
+            else:
+                await self._fail(scope, send, 502, "upstream_unavailable", f"{self.upstream}: {exc}")
             return
         try:
-            await self._relay(scope, response, send, exchange)
+            await self._relay(scope, answer, send, exchange)
         finally:
-            await response.aclose()
+            answer.close()
 
-    async def _relay(
-        self, scope: Scope, response: httpx.Response, send: Send, exchange: Exchange | None
-    ) -> None:
-        raw = response.headers.raw
+    async def _relay(self, scope: Scope, answer: Answer, send: Send, exchange: Exchange | None) -> None:
+        raw = answer.headers
         drop = dropped_names(raw)
         # Transfer-Encoding is this hop's, but chunked is what the client gets too (uvicorn frames
         # a body without a length that way): kept where the upstream put it, the answer reads the
-        # same. Any other coding was undone by the upstream connection, and is dropped.
+        # same. Any other coding would have to be undone here; it is dropped.
         headers = [
             (key.lower(), value)
             for key, value in raw
@@ -271,17 +249,17 @@ class Forwarder:
             or (key.lower() == b"transfer-encoding" and value.lower() == b"chunked")
         ]
         if exchange is not None:
-            exchange.response_start(
-                response.status_code, response.reason_phrase, response.http_version, headers
-            )
-        await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+            exchange.response_start(answer.status, answer.reason, answer.http_version, headers)
+        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+        more = True
         try:
-            async for chunk in response.aiter_raw():
-                if chunk:
-                    if exchange is not None:
-                        exchange.response_body(chunk)
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except (httpx.HTTPError, OSError):
+            async for chunk in answer.body():
+                if exchange is not None:
+                    exchange.response_body(chunk)
+                # The last piece ends the answer itself: one ASGI message (and write) fewer.
+                more = not answer.finished
+                await send({"type": "http.response.body", "body": chunk, "more_body": more})
+        except UpstreamError:
             # The upstream broke off mid-body: so does the client's connection, or it would take
             # a short body for a whole one.
             if exchange is not None:
@@ -292,7 +270,8 @@ class Forwarder:
             return
         if exchange is not None:
             exchange.finish(complete=True)
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        if more:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _fail(self, scope: Scope, send: Send, status: int, code: str, message: str) -> None:
         headers, body = error_response(status, code, message, request_id_of(scope))
@@ -312,17 +291,6 @@ async def _body(receive: Receive, exchange: Exchange | None) -> AsyncIterator[by
             yield chunk
         if not message.get("more_body", False):
             return
-
-
-def _why(exc: BaseException, upstream: str) -> str:
-    if isinstance(exc, httpx.ConnectError):
-        return f"cannot connect to {upstream}: {_reason(exc)}"
-    return f"the upstream {upstream} broke off before answering: {_reason(exc)}"
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text[:200]
 
 
 __all__ = ["HOP_BY_HOP", "Exchange", "Forwarder", "Tap", "dropped_names", "error_response"]
