@@ -1,6 +1,6 @@
 """``make bench``: every benchmark, each figure a ratio against a baseline run side by side.
 
-``python -m bench [server] [faults] [client] [locust] [ui]`` runs only the steps named (default: all).
+``python -m bench [server] [faults] [client] [locust] [ui] [proxy]`` runs only the steps named (default: all).
 Results are also written as JSON to ``bench/results/latest.json``. Each benchmark starts its
 own servers in their own processes, on loopback, and stops them.
 """
@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench import bench_client, bench_faults, bench_server, bench_ui
+from bench import bench_client, bench_faults, bench_proxy, bench_server, bench_ui
 
-STEPS = ("server", "faults", "client", "locust", "ui")
+STEPS = ("server", "faults", "client", "locust", "ui", "proxy")
 
 
 def _locust() -> tuple[dict[str, Any], str]:
@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     if "faults" in steps:
         results["faults"] = bench_faults.run()
         print(bench_faults.report(results["faults"]), "\n", flush=True)
+    if "proxy" in steps:
+        results["proxy"] = bench_proxy.run()
+        print(bench_proxy.report(results["proxy"]), "\n", flush=True)
     if "client" in steps:
         results["client"] = bench_client.run()
         print(bench_client.report(results["client"]), "\n", flush=True)
