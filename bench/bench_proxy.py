@@ -39,12 +39,20 @@ def run(duration: float = 3.0, rounds: int = 3) -> dict[str, Any]:
     with bare(free_port(), ROUTES) as base, proxy(free_port(), base.url) as front:
         for _ in range(rounds):
             # Alternating: the machine's other load drifts; both paths see the same drift.
-            hop["direct"].append(measure(host, base.port, "/ping", connections=1, duration=duration, latency=True))
-            hop["proxy"].append(
-                measure(host, front.port, "/ping", connections=1, duration=duration, latency=True, pid=front.pid)
+            hop["direct"].append(
+                measure(host, base.port, "/ping", connections=1, duration=duration, latency=True)
             )
-            load["direct"].append(measure(host, base.port, "/ping", connections=32, duration=duration, pid=base.pid))
-            load["proxy"].append(measure(host, front.port, "/ping", connections=32, duration=duration, pid=front.pid))
+            hop["proxy"].append(
+                measure(
+                    host, front.port, "/ping", connections=1, duration=duration, latency=True, pid=front.pid
+                )
+            )
+            load["direct"].append(
+                measure(host, base.port, "/ping", connections=32, duration=duration, pid=base.pid)
+            )
+            load["proxy"].append(
+                measure(host, front.port, "/ping", connections=32, duration=duration, pid=front.pid)
+            )
     direct_p50, proxy_p50 = _median(hop["direct"], "p50_ms"), _median(hop["proxy"], "p50_ms")
     direct_rps, proxy_rps = _median(load["direct"], "rps"), _median(load["proxy"], "rps")
     return {
@@ -55,7 +63,9 @@ def run(duration: float = 3.0, rounds: int = 3) -> dict[str, Any]:
         "hop_p50_ms": round(proxy_p50 - direct_p50, 3),
         "direct_p99_ms": round(_median(hop["direct"], "p99_ms"), 3),
         "proxy_p99_ms": round(_median(hop["proxy"], "p99_ms"), 3),
-        "round_hops_ms": [round(p.p50_ms - d.p50_ms, 3) for d, p in zip(hop["direct"], hop["proxy"], strict=True)],
+        "round_hops_ms": [
+            round(p.p50_ms - d.p50_ms, 3) for d, p in zip(hop["direct"], hop["proxy"], strict=True)
+        ],
         "direct_rps": round(direct_rps, 1),
         "proxy_rps": round(proxy_rps, 1),
         "throughput_ratio": round(proxy_rps / direct_rps, 3),
@@ -67,17 +77,18 @@ def run(duration: float = 3.0, rounds: int = 3) -> dict[str, Any]:
 
 
 def report(f: dict[str, Any]) -> str:
+    hops = ", ".join(f"{h:+.3f}" for h in f["round_hops_ms"])
     return "\n".join(
         [
-            f"Proxy hop ({f['generator']}): mock-server proxy in front of the bare Starlette app vs the bare"
-            f" app direct, medians of {f['rounds']} alternating rounds (goals: +1 ms at p50 at most, throughput"
-            " at least 0.5x)",
+            f"Proxy hop ({f['generator']}): mock-server proxy in front of the bare Starlette app vs the"
+            f" bare app direct, medians of {f['rounds']} alternating rounds (goals: +1 ms at p50 at most,"
+            " throughput at least 0.5x)",
             f"  1 connection: p50 {f['proxy_p50_ms']:.3f} vs {f['direct_p50_ms']:.3f} ms direct:"
-            f" the hop adds {f['hop_p50_ms']:+.3f} ms (each round: {', '.join(f'{h:+.3f}' for h in f['round_hops_ms'])});"
+            f" the hop adds {f['hop_p50_ms']:+.3f} ms (each round: {hops});"
             f" p99 {f['proxy_p99_ms']:.3f} vs {f['direct_p99_ms']:.3f} ms",
             f"  32 connections: {f['proxy_rps']:.0f} vs {f['direct_rps']:.0f} requests/s direct: ratio"
-            f" {f['throughput_ratio']:.3f} (proxy {f['proxy_cpu_us_per_request']:.0f} us CPU/request, bare app"
-            f" {f['direct_cpu_us_per_request']:.0f}; {f['errors']} errors through the proxy)",
+            f" {f['throughput_ratio']:.3f} (proxy {f['proxy_cpu_us_per_request']:.0f} us CPU/request,"
+            f" bare app {f['direct_cpu_us_per_request']:.0f}; {f['errors']} errors through the proxy)",
         ]
     )
 
