@@ -1,6 +1,7 @@
 """``make bench``: every benchmark, each figure a ratio against a baseline run side by side.
 
-``python -m bench [server] [faults] [client] [locust] [ui] [proxy]`` runs only the steps named (default: all).
+``python -m bench [server] [scale] [faults] [client] [locust] [ui] [proxy]`` runs only the steps
+named (default: all).
 Results are also written as JSON to ``bench/results/latest.json``. Each benchmark starts its
 own servers in their own processes, on loopback, and stops them.
 """
@@ -14,7 +15,7 @@ from typing import Any
 
 from bench import bench_client, bench_faults, bench_proxy, bench_server, bench_ui
 
-STEPS = ("server", "faults", "client", "locust", "ui", "proxy")
+STEPS = ("server", "scale", "faults", "client", "locust", "ui", "proxy")
 
 
 def _locust() -> tuple[dict[str, Any], str]:
@@ -40,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     if "server" in steps:
         results["server_throughput"] = bench_server.run()
         print(bench_server.report(results["server_throughput"]), "\n", flush=True)
+    if "scale" in steps:
+        # 1 worker vs 2, embedded vs Redis state, WireMock warmed 40 s (BENCH_WIREMOCK=0: skip it).
+        results["scale"] = bench_server.run_scale()
+        print(bench_server.report_scale(results["scale"]), "\n", flush=True)
     if "faults" in steps:
         results["faults"] = bench_faults.run()
         print(bench_faults.report(results["faults"]), "\n", flush=True)

@@ -21,6 +21,7 @@ import shutil
 import statistics
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 try:
@@ -65,12 +66,33 @@ class LoadResult:
         return statistics.fmean(self.latencies) * 1000 if self.latencies else float("nan")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of process ``pid`` so far (all its threads), in seconds."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-        # The command name is in parentheses and may hold spaces: count fields after it.
-        fields = stat.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+Pids = int | Sequence[int]
+
+
+def cpu_seconds(pid: Pids) -> float:
+    """User plus system CPU time so far (all threads) of process ``pid`` and its live descendants
+    (a fake's workers and private redis-server), or of several such trees, in seconds."""
+    if not isinstance(pid, int):
+        return sum(cpu_seconds(p) for p in pid)
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            # The command name is in parentheses and may hold spaces: count fields after it.
+            fields = stat.read().rpartition(")")[2].split()
+    except OSError:  # gone meanwhile
+        return 0.0
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total + sum(cpu_seconds(child) for child in _children(pid))
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as children:
+                found += [int(c) for c in children.read().split()]
+    except OSError:
+        pass
+    return found
 
 
 def generator() -> str:
@@ -99,7 +121,7 @@ def measure(
     headers: dict[str, str] | None = None,
     connections: int = 32,
     duration: float = 3.0,
-    pid: int | None = None,
+    pid: Pids | None = None,
     latency: bool = False,
 ) -> LoadResult:
     """``GET path`` over ``connections`` keep-alive connections for ``duration`` seconds, after a
@@ -113,7 +135,7 @@ def measure(
 
 
 def _wrk(
-    url: str, connections: int, seconds: int, headers: dict[str, str] | None, *, pid: int | None = None
+    url: str, connections: int, seconds: int, headers: dict[str, str] | None, *, pid: Pids | None = None
 ) -> LoadResult:
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
     for name, value in (headers or {}).items():
@@ -199,7 +221,7 @@ async def _run(
     duration: float,
     warmup: float,
     record: bool,
-    pid: int | None = None,
+    pid: Pids | None = None,
 ) -> LoadResult:
     result = LoadResult()
     now = time.perf_counter()
@@ -230,7 +252,7 @@ def run_load(
     duration: float = 3.0,
     warmup: float = 0.5,
     record: bool = True,
-    pid: int | None = None,
+    pid: Pids | None = None,
 ) -> LoadResult:
     """Drive ``payload`` over ``connections`` keep-alive connections for ``duration`` seconds
     with the asyncio generator."""

@@ -13,7 +13,14 @@ throughput ratio towards 1.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import socket
 import statistics
+import subprocess
+import time
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -94,6 +101,199 @@ def report(figures: dict[str, Any]) -> str:
             f"{name:42} {f['fake_rps']:>9.0f} {f['bare_rps']:>9.0f} {f['ratio']:>6.2f}"
             f" {f['fake_cpu_us_per_request']:>7.1f} us {f['bare_cpu_us_per_request']:>7.1f} us"
             f" {f['cpu_ratio']:>9.2f} {f['fake_non_2xx']:>8}"
+        )
+    return "\n".join(lines)
+
+
+# -- scale-out: workers, state backends, and WireMock as an anchor -----------------------------
+
+WIREMOCK_CACHE = Path.home() / ".cache" / "mock-server-bench" / "wiremock"
+WIREMOCK_WARMUP = 40.0
+
+
+def _redis_server(port: int) -> subprocess.Popen[bytes]:
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise RuntimeError("redis-server is not on PATH (apt-get install redis-server)")
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    return proc
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not start") from None
+            time.sleep(0.05)
+
+
+def run_scale(duration: float = 3.0, rounds: int = 3, connections: int = 32) -> dict[str, Any]:
+    """1 worker against 2, embedded state against Redis, each fake from the CLI, same rounds."""
+    host = "127.0.0.1"
+    redis_port = free_port()
+    redis_proc = _redis_server(redis_port)
+    state = f"redis://127.0.0.1:{redis_port}/0"
+    configs = {
+        "1 worker, embedded": (),
+        "1 worker, Redis": ("--state", state),
+        "2 workers, Redis": ("--workers", "2", "--state", state),
+    }
+    cases = {
+        "GET /health": ("/health", None),
+        "GET /profiles/demo/bench (authenticated)": (
+            "/profiles/demo/bench",
+            {**KEY, "X-Mock-Session": "bench"},
+        ),
+    }
+    figures: dict[str, Any] = {"generator": generator(), "connections": connections, "cases": {}}
+    try:
+        with contextlib.ExitStack() as stack:
+            servers = {
+                name: stack.enter_context(fake(free_port(), *extra)) for name, extra in configs.items()
+            }
+            for server in servers.values():
+                requests.post(f"{server.url}/profiles", json=PROFILE, headers=KEY, timeout=5)
+            for case, (path, headers) in cases.items():
+                results: dict[str, list[LoadResult]] = {name: [] for name in servers}
+                for _ in range(rounds):
+                    for name, server in servers.items():
+                        # Redis's own CPU counts as the server's when the state is there.
+                        pids = [server.pid, redis_proc.pid] if "Redis" in name else server.pid
+                        results[name].append(
+                            measure(
+                                host,
+                                server.port,
+                                path,
+                                headers=headers,
+                                connections=connections,
+                                duration=duration,
+                                pid=pids,
+                            )
+                        )
+                figures["cases"][case] = {
+                    name: {
+                        "rps": round(_median(rs, "rps"), 1),
+                        "cpu_us_per_request": round(_median(rs, "cpu_us"), 1),
+                        "non_2xx": sum(r.errors for r in rs),
+                    }
+                    for name, rs in results.items()
+                }
+    finally:
+        redis_proc.terminate()
+        redis_proc.wait(timeout=10)
+    figures["wiremock"] = run_wiremock(duration=duration, rounds=rounds, connections=connections)
+    return figures
+
+
+def _wiremock_jar() -> Path | None:
+    """The WireMock 3 standalone jar: $WIREMOCK_JAR, else npm's wiremock package in a cache
+    outside the repository (installed there with npm when missing)."""
+    given = os.environ.get("WIREMOCK_JAR")
+    if given:
+        return Path(given) if Path(given).is_file() else None
+    found = sorted(WIREMOCK_CACHE.glob("node_modules/wiremock/build/wiremock-standalone-*.jar"))
+    if not found and shutil.which("npm"):
+        WIREMOCK_CACHE.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["npm", "i", "wiremock", "--prefix", str(WIREMOCK_CACHE), "--no-audit", "--no-fund"],
+            capture_output=True,
+            timeout=300,
+            check=False,
+        )
+        found = sorted(WIREMOCK_CACHE.glob("node_modules/wiremock/build/wiremock-standalone-*.jar"))
+    return found[-1] if found else None
+
+
+def run_wiremock(duration: float = 3.0, rounds: int = 3, connections: int = 32) -> dict[str, Any]:
+    """WireMock 3 (its JVM warmed for 40 s) against the fake on ``GET /health``: an anchor.
+    Skipped with BENCH_WIREMOCK=0, or without java or the jar."""
+    if os.environ.get("BENCH_WIREMOCK", "1") == "0":
+        return {"skipped": "BENCH_WIREMOCK=0"}
+    java = shutil.which("java")
+    jar = _wiremock_jar() if java else None
+    if java is None or jar is None:
+        return {"skipped": "no java" if java is None else "no WireMock jar (npm i wiremock)"}
+    host = "127.0.0.1"
+    port = free_port()
+    args = [java, "-jar", str(jar), "--port", str(port), "--bind-address", host, "--disable-banner"]
+    args += ["--no-request-journal", "--disable-request-logging"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                requests.get(f"http://{host}:{port}/__admin/mappings", timeout=1)
+                break
+            except requests.ConnectionError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    return {"skipped": "WireMock did not start"}
+                time.sleep(0.2)
+        with fake(free_port()) as ours:
+            body = requests.get(f"{ours.url}/health", timeout=5).text
+            stub = {
+                "request": {"method": "GET", "url": "/health"},
+                "response": {"status": 200, "body": body, "headers": {"Content-Type": "application/json"}},
+            }
+            requests.post(f"http://{host}:{port}/__admin/mappings", json=stub, timeout=5).raise_for_status()
+            measure(host, port, "/health", connections=connections, duration=WIREMOCK_WARMUP)  # JIT warm-up
+            theirs: list[LoadResult] = []
+            mine: list[LoadResult] = []
+            for _ in range(rounds):
+                theirs.append(
+                    measure(host, port, "/health", connections=connections, duration=duration, pid=proc.pid)
+                )
+                mine.append(
+                    measure(
+                        host, ours.port, "/health", connections=connections, duration=duration, pid=ours.pid
+                    )
+                )
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    wm_rps, fake_rps = _median(theirs, "rps"), _median(mine, "rps")
+    return {
+        "jar": jar.name,
+        "warmup_s": WIREMOCK_WARMUP,
+        "wiremock_rps": round(wm_rps, 1),
+        "fake_rps": round(fake_rps, 1),
+        "ratio": round(fake_rps / wm_rps, 3),
+        "wiremock_cpu_us_per_request": round(_median(theirs, "cpu_us"), 1),
+        "fake_cpu_us_per_request": round(_median(mine, "cpu_us"), 1),
+        "wiremock_non_2xx": sum(r.errors for r in theirs),
+    }
+
+
+def report_scale(figures: dict[str, Any]) -> str:
+    lines = [
+        f"Scale-out: 1 worker vs 2, embedded state vs Redis ({figures['generator']},"
+        f" {figures['connections']} keep-alive connections; 2 cores, the load generator takes one;"
+        " CPU is the server's own, workers and redis-server included)",
+        f"{'case':42} {'server':20} {'rps':>8} {'CPU/request':>12} {'non-2xx':>8}",
+    ]
+    for case, by_server in figures["cases"].items():
+        for name, f in by_server.items():
+            lines.append(
+                f"{case:42} {name:20} {f['rps']:>8.0f} {f['cpu_us_per_request']:>9.1f} us {f['non_2xx']:>8}"
+            )
+    wm = figures.get("wiremock", {})
+    if "skipped" in wm:
+        lines.append(f"WireMock anchor: skipped ({wm['skipped']})")
+    elif wm:
+        lines.append(
+            f"WireMock anchor ({wm['jar']}, warmed {wm['warmup_s']:.0f} s), GET /health:"
+            f" WireMock {wm['wiremock_rps']:.0f} rps"
+            f" at {wm['wiremock_cpu_us_per_request']:.1f} us CPU/request, the fake {wm['fake_rps']:.0f} rps"
+            f" at {wm['fake_cpu_us_per_request']:.1f} us: ratio {wm['ratio']:.2f}"
         )
     return "\n".join(lines)
 

@@ -1,7 +1,7 @@
 """A fault-injecting fake of the ResonanceOS v6 API, with real state and a journal.
 
 Start it with ``python -m mock_server serve`` or, in tests, with :class:`ServerThread`
-or the ``mock_server`` pytest fixture.
+or the ``mock_server`` pytest fixture; several processes acting as one with :class:`Workers`.
 """
 
 from ._admin_client import AdminClient, AdminError
@@ -9,6 +9,7 @@ from ._app import build, create_app
 from ._config import ServerConfig
 from ._server import ServerThread
 from ._tenants import DEFAULT_TENANTS, RateLimit, Tenant, load_tenants
+from ._workers import Workers
 from .exceptions import ConfigError, MockServerError
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "ServerConfig",
     "ServerThread",
     "Tenant",
+    "Workers",
     "build",
     "create_app",
     "load_tenants",

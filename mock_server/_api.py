@@ -66,7 +66,8 @@ class Api:
         )
         self.limiter = RateLimiter(retry_after_format=config.retry_after_format, clock=clock, wall=wall)
         self.auth_failures = FailureLimiter(config.auth_failure_limit, clock=clock)
-        self.cursors = Cursors(config.cursor_key or new_key())
+        self._cursor_key = config.cursor_key or new_key()
+        self.cursors = Cursors(self._cursor_key)
         self.traffic = Traffic(wall=wall)
         self.store: Store | None = None
         self.state: ApiState
@@ -139,6 +140,8 @@ class Api:
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
         await self.state.open()
+        if self.config.cursor_key is None:
+            self.cursors.rekey(await self.state.cursor_key(self._cursor_key))
         try:
             yield
         finally:

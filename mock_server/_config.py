@@ -42,8 +42,8 @@ class ServerConfig:
     session_ttl: float = 600.0
     #: Failed authentications per client address before it must wait (429); None: unlimited.
     auth_failure_limit: RateLimit | None = RateLimit(per_minute=60, burst=100)
-    #: The key that signs page cursors; None: a random one per server. Workers of one server
-    #: must share one.
+    #: The key that signs page cursors; None: a random one per server, or with a shared ``state``
+    #: the one kept there (the first fake's), so every fake on it accepts every other's cursors.
     cursor_key: bytes | None = field(default=None, repr=False)
     access_log: bool = False
     #: Request line and headers, in bytes, per request (nginx: 4 buffers of 8 KiB); over: 431.

@@ -34,6 +34,10 @@ class Cursors:
     def __init__(self, key: bytes) -> None:
         self._key = key
 
+    def rekey(self, key: bytes) -> None:
+        """Sign with ``key`` from now on (the key a shared state holds, taken at start-up)."""
+        self._key = key
+
     def _tag(self, payload: str) -> str:
         return hmac.new(self._key, payload.encode(), hashlib.sha256).hexdigest()[:16]
 

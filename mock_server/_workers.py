@@ -28,7 +28,6 @@ from typing import IO, Any
 
 from ._admin_client import AdminClient
 from ._config import ServerConfig
-from ._cursors import new_key
 from ._state._connect import check_reachable
 from ._state._private import PrivateRedis, private_data_dir
 from .exceptions import ConfigError
@@ -63,7 +62,8 @@ class Workers:
         self._private: PrivateRedis | None = None
         self._db_lock: IO[str] | None = None
         self._sock = sock
-        self.config = replace(config, cursor_key=config.cursor_key or new_key())
+        # No cursor key is made up here: every process takes the one its shared state holds.
+        self.config = config
         self._ready: Any = _spawn.Queue()
         self._processes: list[SpawnProcess] = []
         self._stopping = threading.Event()

@@ -71,6 +71,10 @@ class ApiState(ABC):
     @abstractmethod
     async def close(self) -> None: ...
 
+    async def cursor_key(self, proposed: bytes) -> bytes:
+        """The key every fake on this state signs page cursors with: the first one proposed."""
+        return proposed
+
     # -- rate limits ---------------------------------------------------------------------
     @abstractmethod
     async def admit(self, ticket: Ticket) -> Verdict:

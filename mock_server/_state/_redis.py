@@ -20,15 +20,17 @@ Redis has it (its own persistence settings decide what survives a Redis restart)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import ConnectionError, NoScriptError, RedisError, ResponseError
 from redis.retry import Retry
 
 from .._auth import Authenticator
@@ -169,6 +171,106 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+class _Pipe:
+    """The request path's commands, sent back to back on one connection of redis-py's.
+
+    Concurrent requests each awaiting their own command would each take a pooled connection, a
+    write and a read wake-up (redis-py's client spends some 55 µs of CPU a command that way).
+    Here every command queued within one event-loop tick goes out in one write, and one reader
+    hands the replies, which Redis sends in order, to their futures: the CPU a request costs
+    hardly grows with the load. redis-py packs the commands and parses the replies (an error
+    reply fails only its own command); a lost connection fails every command on it, and the next
+    command connects again.
+    """
+
+    def __init__(self, pool: aioredis.ConnectionPool) -> None:
+        self._pool = pool
+        self._conn: Any = None
+        self._queue: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._waiting: deque[asyncio.Future[Any]] = deque()
+        self._scheduled = False
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._reader: asyncio.Task[None] | None = None
+
+    def call(self, *args: Any) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append((args, fut))
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().create_task(self._flush())
+        return fut
+
+    async def _flush(self) -> None:
+        async with self._lock:  # FIFO: batches reach the socket in the order they were taken
+            self._scheduled = False
+            batch, self._queue = self._queue, []
+            if not batch:
+                return
+            try:
+                conn = await self._connection()
+                self._waiting.extend(fut for _, fut in batch)
+                self._wake.set()
+                await conn.send_packed_command(conn.pack_commands([args for args, _ in batch]), False)
+            except Exception as exc:  # noqa: BLE001 - redis-py may fail a closing connection oddly
+                self._fail(exc, [fut for _, fut in batch])
+
+    async def _connection(self) -> Any:
+        conn = self._conn
+        reader = getattr(conn, "_reader", None)
+        if conn is not None and (reader is None or reader.at_eof()):
+            # Closed by Redis while idle (a restart): a new connection, not a failed request.
+            self._fail(ConnectionError("closed by the server"), [])
+        if self._conn is None:
+            conn = self._pool.make_connection()  # type: ignore[no-untyped-call]
+            await conn.connect()
+            self._conn = conn
+            self._reader = asyncio.get_running_loop().create_task(self._read(conn))
+        return self._conn
+
+    async def _read(self, conn: Any) -> None:
+        waiting = self._waiting
+        while self._conn is conn:  # a reader of a lost connection just ends
+            if not waiting:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            try:
+                reply: Any = await conn.read_response()
+            except ResponseError as exc:  # an error reply: its own command failed
+                reply = exc
+            except Exception as exc:  # noqa: BLE001 - any failure to read ends this connection
+                if self._conn is conn:
+                    self._fail(exc, [])
+                return
+            fut = waiting.popleft()
+            if fut.done():
+                continue
+            if isinstance(reply, ResponseError):
+                fut.set_exception(reply)
+            else:
+                fut.set_result(reply)
+
+    def _fail(self, exc: BaseException, extra: list[asyncio.Future[Any]]) -> None:
+        conn, self._conn = self._conn, None
+        lost = [*self._waiting, *extra]
+        self._waiting.clear()
+        for fut in lost:
+            if not fut.done():
+                fut.set_exception(ConnectionError(str(exc)))
+        if conn is not None:
+            asyncio.get_running_loop().create_task(conn.disconnect(nowait=True))
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self._conn is not None:
+            await self._conn.disconnect()
+            self._conn = None
+
+
 class RedisState(ApiState):
     """Profiles, idempotency records, tokens, buckets and usage counters on one Redis."""
 
@@ -195,6 +297,7 @@ class RedisState(ApiState):
         self._token_ttl = token_ttl
         self._redis: aioredis.Redis | None = None
         self._flusher: asyncio.Task[None] | None = None
+        self._pipe: _Pipe | None = None
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -214,7 +317,18 @@ class RedisState(ApiState):
                 await self.redis.script_load(script.text)
         except (RedisError, OSError) as exc:
             raise RuntimeError(f"--state {self._where}: cannot reach Redis there: {exc}") from None
+        self._pipe = _Pipe(self.redis.connection_pool)
         self._flusher = asyncio.create_task(self._flush_forever())
+
+    async def cursor_key(self, proposed: bytes) -> bytes:
+        # The first fake on this Redis sets it; every later one (any process, any machine) reads
+        # it, so a cursor from one is good on every other.
+        try:
+            await self.redis.set(f"{PREFIX}cursor_key", proposed, nx=True)
+            key = await self.redis.get(f"{PREFIX}cursor_key")
+        except (RedisError, OSError) as exc:
+            raise RuntimeError(f"--state {self._where}: cannot reach Redis there: {exc}") from None
+        return (key if isinstance(key, bytes) else key.encode()) if key else proposed
 
     async def close(self) -> None:
         if self._flusher is not None:
@@ -227,6 +341,8 @@ class RedisState(ApiState):
             await self.flush()
         except ApiError:
             pass  # Redis gone at shutdown: nothing more can be done for the counters
+        if self._pipe is not None:
+            await self._pipe.close()
         if self._redis is not None:
             await self._redis.aclose()
 
@@ -246,12 +362,14 @@ class RedisState(ApiState):
         else:
             head = _NO_TICKET
         script = _SCRIPTS[op]
+        pipe = self._pipe
+        assert pipe is not None, "RedisState.open() was not awaited"
         try:
             try:
-                result: list[Any] = await self.redis.evalsha(script.sha, 0, *head, *args)
+                result: list[Any] = await pipe.call("EVALSHA", script.sha, 0, *head, *args)
             except NoScriptError:  # Redis restarted, or its script cache was flushed
-                await self.redis.script_load(script.text)
-                result = await self.redis.evalsha(script.sha, 0, *head, *args)
+                await pipe.call("SCRIPT", "LOAD", script.text)
+                result = await pipe.call("EVALSHA", script.sha, 0, *head, *args)
         except (RedisError, OSError) as exc:
             raise state_unavailable(self._where) from exc
         if pending:
@@ -261,6 +379,15 @@ class RedisState(ApiState):
             if not verdict.allowed:
                 raise Refused(verdict)
         return result
+
+    async def _cmd(self, *args: Any) -> Any:
+        """One plain command on the request path's connection; a 503 if Redis is away."""
+        pipe = self._pipe
+        assert pipe is not None, "RedisState.open() was not awaited"
+        try:
+            return await pipe.call(*args)
+        except (RedisError, OSError) as exc:
+            raise state_unavailable(self._where) from exc
 
     # -- rate limits ---------------------------------------------------------------------
     async def admit(self, ticket: Ticket) -> Verdict:
@@ -388,12 +515,9 @@ class RedisState(ApiState):
         await asyncio.sleep(_POLL)
 
     async def put_idempotency(self, tenant: str, key: str, record: IdempotencyRecord) -> None:
-        try:
-            await self.redis.set(
-                self._idem_key(tenant, key), _encode_record(record), ex=self._idempotency_ttl
-            )
-        except (RedisError, OSError) as exc:
-            raise state_unavailable(self._where) from exc
+        await self._cmd(
+            "SET", self._idem_key(tenant, key), _encode_record(record), "EX", self._idempotency_ttl
+        )
 
     async def release_idempotency(self, tenant: str, key: str) -> None:
         await self._run("release", None, self._idem_key(tenant, key))
@@ -407,19 +531,13 @@ class RedisState(ApiState):
         known = self.auth.issued(token)
         assert known is not None
         value = f"{known.tenant.name}\n{known.client_id}\n{known.expires_at!r}"
-        try:
-            await self.redis.set(f"{PREFIX}tok:{_digest(token)}", value, ex=ttl)
-        except (RedisError, OSError) as exc:
-            raise state_unavailable(self._where) from exc
+        await self._cmd("SET", f"{PREFIX}tok:{_digest(token)}", value, "EX", ttl)
         return issued
 
     async def resolve_token(self, token: str) -> None:
         if len(token) > 512:
             return
-        try:
-            raw = await self.redis.get(f"{PREFIX}tok:{_digest(token)}")
-        except (RedisError, OSError) as exc:
-            raise state_unavailable(self._where) from exc
+        raw = await self._cmd("GET", f"{PREFIX}tok:{_digest(token)}")
         if raw is None:
             return
         tenant, client_id, expires_at = _text(raw).split("\n")
@@ -441,23 +559,27 @@ class RedisState(ApiState):
         rows = self.traffic.take_pending()
         if not rows:
             return
+        pipe = self._pipe
+        assert pipe is not None, "RedisState.open() was not awaited"
         try:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                for tenant, day, endpoint, status, count in rows:
-                    pipe.hincrby(f"{PREFIX}use:{tenant}", f"{day}\n{endpoint}\n{status}", count)
-                await pipe.execute()
+            # One write for them all: the calls of one tick go out together.
+            await asyncio.gather(
+                *(
+                    pipe.call("HINCRBY", f"{PREFIX}use:{tenant}", f"{day}\n{endpoint}\n{status}", count)
+                    for tenant, day, endpoint, status, count in rows
+                )
+            )
         except (RedisError, OSError) as exc:
             for tenant, day, endpoint, status, count in rows:
                 self.traffic.pending[(tenant, day, endpoint, status)] += count
             raise state_unavailable(self._where) from exc
 
     async def usage(self, tenant: str, first_day: str, last_day: str) -> list[tuple[str, str, int, int]]:
-        try:
-            stored = await self.redis.hgetall(f"{PREFIX}use:{tenant}")
-        except (RedisError, OSError) as exc:
-            raise state_unavailable(self._where) from exc
+        stored = await self._cmd("HGETALL", f"{PREFIX}use:{tenant}")
+        # RESP2 answers a flat list of field, value; RESP3 a map.
+        pairs = stored.items() if isinstance(stored, dict) else zip(stored[::2], stored[1::2], strict=True)
         rows: list[tuple[str, str, int, int]] = []
-        for field, count in stored.items():
+        for field, count in pairs:
             day, endpoint, status = _text(field).split("\n")
             if first_day <= day <= last_day:
                 rows.append((day, endpoint, int(status), int(count)))
