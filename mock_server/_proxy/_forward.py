@@ -242,15 +242,22 @@ class Forwarder:
         # Transfer-Encoding is this hop's, but chunked is what the client gets too (uvicorn frames
         # a body without a length that way): kept where the upstream put it, the answer reads the
         # same. Any other coding would have to be undone here; it is dropped.
-        headers = [
-            (key.lower(), value)
-            for key, value in raw
-            if key.lower() not in drop
-            or (key.lower() == b"transfer-encoding" and value.lower() == b"chunked")
-        ]
+        headers = []
+        for key, value in raw:
+            name = key.lower()
+            if name not in drop or (name == b"transfer-encoding" and value.lower() == b"chunked"):
+                headers.append((name, value))
         if exchange is not None:
             exchange.response_start(answer.status, answer.reason, answer.http_version, headers)
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+        whole = answer.whole()
+        if whole is not None:
+            if exchange is not None:
+                if whole:
+                    exchange.response_body(whole)
+                exchange.finish(complete=True)
+            await send({"type": "http.response.body", "body": whole, "more_body": False})
+            return
         more = True
         try:
             async for chunk in answer.body():

@@ -225,6 +225,17 @@ class Answer:
                 return
             yield data
 
+    def whole(self) -> bytes | None:
+        """The whole body when it has all arrived already (most small answers come in one read
+        with their headers), else None: then read it with :meth:`body`."""
+        conn = self._conn
+        if not conn.complete:
+            return None
+        data = b"".join(conn.chunks) if len(conn.chunks) != 1 else conn.chunks[0]
+        conn.chunks.clear()
+        conn.buffered = 0
+        return data
+
     @property
     def finished(self) -> bool:
         """Whether the body has been read to its end (no byte left to come)."""
