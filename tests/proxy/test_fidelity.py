@@ -171,6 +171,14 @@ def test_drip_streams_as_it_comes(proxy: FrontThread) -> None:
 
 
 def test_journal_and_admin_work_in_front_of_httpbin(proxy: FrontThread) -> None:
-    raw_request(proxy.port, "GET", "/status/503")
+    raw_request(proxy.port, "GET", "/status/503", [("X-Mock-Session", "s1")])
+    raw_request(proxy.port, "GET", "/status/503", [("X-Mock-Session", "s1")])
     entries = proxy.admin.requests()
-    assert [(e["method"], e["path"], e["status"]) for e in entries] == [("GET", "/status/503", 503)]
+    assert [(e["method"], e["path"], e["status"]) for e in entries] == [("GET", "/status/503", 503)] * 2
+    # Compliance grades the client from the journal, as in front of the fake: the 503 said
+    # nothing of when to come back, and the client came straight back.
+    report = proxy.admin.compliance(session="s1")
+    assert report["requests"] == 2 and "verdict" in report
+    assert 'route="/status/503"' in proxy.admin.metrics() or "/status/503" in proxy.admin.metrics()
+    # /__admin is the proxy's own, never forwarded.
+    assert raw_request(proxy.port, "GET", "/__admin/faults").status == 200
