@@ -92,3 +92,20 @@ def test_the_serve_banner_names_the_dashboard_and_the_docs_and_both_answer(fake:
     assert f"{fake.url}/__admin/ui" in urls and f"{fake.url}/docs" in urls
     for url in urls:
         assert requests.get(url, timeout=5).status_code == 200, url
+
+
+def test_a_proxy_in_front_of_the_fake_serves_the_dashboard_its_stream_and_docs(fake: ServerThread) -> None:
+    from mock_server._proxy._app import FrontThread, ProxyConfig
+
+    from .conftest import Sse
+
+    with FrontThread(ProxyConfig(upstream=fake.url)) as proxy:
+        assert requests.get(f"{proxy.url}/__admin/ui", timeout=5).status_code == 200
+        assert requests.get(f"{proxy.url}/docs", timeout=5).status_code == 200
+        stream = Sse(f"{proxy.url}/__admin/events")
+        try:
+            requests.get(f"{proxy.url}/health", timeout=5)
+            event = stream.requests(1)[0]
+        finally:
+            stream.close()
+        assert event["data"]["path"] == "/health" and event["data"]["status"] == 200
