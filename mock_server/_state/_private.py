@@ -79,6 +79,9 @@ class PrivateRedis:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 preexec_fn=_die_with_parent,
+                # Not in the terminal's process group: Ctrl-C stops the workers, which write
+                # their last counters to it, and only then this server is stopped.
+                start_new_session=True,
             )
         except OSError as exc:
             self.stop()
