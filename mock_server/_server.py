@@ -274,6 +274,11 @@ class ServerThread:
     def __init__(self, config: ServerConfig | None = None, *, port: int = 0) -> None:
         # Port 0: the OS picks a free one, so parallel test runs never collide.
         self.config = replace(config or ServerConfig(db=":memory:"), port=port)
+        if self.config.workers != 1:
+            raise ConfigError(
+                f"workers: ServerThread serves in one process, got {self.config.workers};"
+                " use mock_server.Workers (or the mock_server fixture's workers=N) for several"
+            )
         self.app, self.api = build(self.config)
         app = self.app
         self._server = Server(_uvicorn(app, self.config))

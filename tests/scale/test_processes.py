@@ -162,3 +162,12 @@ def test_redis_lost_mid_run_is_a_503_and_recovers_with_nothing_acknowledged_lost
         status, again, _ = conn("GET", "/profiles/demo/kept")
         assert (status, again["etag"]) == (200, headers["etag"])
         conn.close()
+
+
+def test_workers_in_python_name_the_field() -> None:
+    from mock_server import ConfigError, Workers
+
+    with pytest.raises(ConfigError, match="^workers: ServerThread serves in one process, got 2"):
+        ServerThread(ServerConfig(db=":memory:", workers=2))
+    with pytest.raises(ConfigError, match="^--workers: must be 1 or more, got 0"):
+        Workers(ServerConfig(db=":memory:", workers=0))
