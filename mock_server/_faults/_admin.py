@@ -30,7 +30,7 @@ from ._errors import FaultConfigError
 from ._journal import Filter
 from ._model import Rule
 from ._parse import parse_rule, parse_rules
-from ._state import FaultState, RuleExists
+from ._state import FaultState, RuleExists, StateUnavailable
 
 _MAX_WAIT_S = 300.0
 
@@ -45,8 +45,14 @@ class AdminError(Exception):
         self.details = details
 
 
-def _error(status: int, message: str, details: list[dict[str, Any]] | None = None) -> JSONResponse:
-    error: dict[str, Any] = {"code": code_for(status), "message": message, "request_id": new_request_id()}
+def _error(
+    status: int, message: str, details: list[dict[str, Any]] | None = None, code: str | None = None
+) -> JSONResponse:
+    error: dict[str, Any] = {
+        "code": code or code_for(status),
+        "message": message,
+        "request_id": new_request_id(),
+    }
     if details is not None:
         error["details"] = details
     return JSONResponse({"error": error}, status_code=status)
@@ -322,6 +328,12 @@ async def _on_admin_error(request: Request, exc: Exception) -> Response:
     return _error(exc.status, exc.message, exc.details)
 
 
+async def _on_unavailable(request: Request, exc: Exception) -> Response:
+    response = _error(503, str(exc), code="state_unavailable")
+    response.headers["Retry-After"] = "1"
+    return response
+
+
 async def _on_crash(request: Request, exc: Exception) -> Response:
     # Starlette logs the exception; the caller gets the contract's body, never a traceback.
     return _error(500, "the admin API hit an unexpected error; see the fake's log")
@@ -338,5 +350,10 @@ def build_admin(state: FaultState, *, max_body_bytes: int = 1024 * 1024) -> ASGI
     """The admin ASGI app over ``state``; request bodies past ``max_body_bytes`` get a 413."""
     return Starlette(
         routes=_routes(Admin(state, max_body_bytes=max_body_bytes)),
-        exception_handlers={AdminError: _on_admin_error, HTTPException: _on_http_error, Exception: _on_crash},
+        exception_handlers={
+            AdminError: _on_admin_error,
+            HTTPException: _on_http_error,
+            StateUnavailable: _on_unavailable,
+            Exception: _on_crash,
+        },
     )

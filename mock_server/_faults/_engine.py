@@ -150,6 +150,12 @@ class Engine:
                 return c.rule
         return None
 
+    def load(self, rules: Iterable[tuple[Rule, float]]) -> None:
+        """Load rules with the clock reading at which each was added (its window's origin),
+        keeping the counters: a shared backend keeps its counters elsewhere and only matches here."""
+        self._compiled = [_Compiled(rule, added_at) for rule, added_at in rules]
+        self._index()
+
     def replace(self, rules: Iterable[Rule]) -> None:
         """Load ``rules`` in place of every rule (all counters start again)."""
         now = self._clock()
@@ -318,6 +324,42 @@ class Engine:
         if fired is None:
             return None
         return Decision(None, None, delay, tuple(fired))
+
+    def matching(
+        self, method: str, path: str, tenant: str | None, session: str | None, headers: HeaderSource
+    ) -> list[Rule]:
+        """The rules that match a request and are inside their window, in order; nothing counted.
+
+        A shared backend counts them elsewhere: the first ones up to a terminal fault that fires
+        are those :meth:`decide` would count.
+        """
+        candidates = self._by_method.get(method)
+        if candidates is None:
+            candidates = self._other
+            prefilter = self._prefilter[None]
+        else:
+            prefilter = self._prefilter[method]
+        if not candidates or (prefilter is not None and prefilter(path) is None):
+            return []
+        found: list[Rule] = []
+        now: float | None = None
+        for c in candidates:
+            if not c.matches(path, tenant, session, headers):
+                continue
+            rule = c.rule
+            if rule.window is not None:
+                if now is None:
+                    now = self._clock()
+                elapsed = now - c.added_at
+                if not rule.window.start_s <= elapsed < rule.window.start_s + rule.window.duration_s:
+                    continue
+            found.append(rule)
+        return found
+
+    def sample(self, fault: Fault, rule_id: str, session: str | None, n: int) -> float:
+        """The delay of latency ``fault`` for the ``n``-th request of ``session`` that
+        ``rule_id`` counted (seconds)."""
+        return self._sample(fault, rule_id, session, n)
 
     def _fault_for(self, rule: Rule, n: int, session: str | None) -> Fault | None:
         k = n - rule.after

@@ -22,10 +22,22 @@ JSON = b"application/json"
 DEFAULT_WRONG_TYPE = "text/html; charset=utf-8"
 
 
-def error_body(status: int, message: str, request_id: str) -> bytes:
-    """The contract's error body for an injected status."""
-    error = {"code": code_for(status), "message": message, "request_id": request_id}
+def error_body(status: int, message: str, request_id: str, code: str | None = None) -> bytes:
+    """The contract's error body for an injected status (``code``: the status's by default)."""
+    error = {"code": code or code_for(status), "message": message, "request_id": request_id}
     return json.dumps({"error": error}, separators=(",", ":")).encode()
+
+
+def unavailable(message: str, request_id: str) -> tuple[int, RawHeaders, bytes]:
+    """The 503 ``state_unavailable`` answer while the shared state cannot be reached."""
+    body = error_body(503, message, request_id, "state_unavailable")
+    headers: RawHeaders = [
+        (b"content-type", JSON),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", request_id.encode("latin-1", "replace")),
+        (b"retry-after", b"1"),
+    ]
+    return 503, headers, body
 
 
 def status_response(

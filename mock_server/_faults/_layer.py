@@ -36,7 +36,7 @@ from ._journal import FIELD_CHARS, Entry, Journal, redact_query
 from ._metrics import Metrics
 from ._model import RuleSet
 from ._parse import parse_fault_header
-from ._state import FaultState, OnReset
+from ._state import FaultState, OnReset, StateUnavailable
 
 TenantOf = Callable[[Mapping[str, str]], str | None]
 # The request headers the layer itself reads, picked out in one pass over the raw list.
@@ -104,7 +104,12 @@ class FaultLayer:
 
     ``state``, when given, is the fault state to use instead of one built from ``rules``,
     ``seed``, ``journal_size``, ``journal_max_bytes``, ``session_ttl`` and ``on_reset`` (which
-    are then ignored).
+    are then ignored). ``redis`` (a ``redis.asyncio.Redis`` client, or a ``redis://``,
+    ``rediss://`` or ``unix://`` URL) puts the fault state on Redis under ``redis_prefix``,
+    shared with every process pointed at the same place (see ``_redis_state``); the layer then
+    starts it at lifespan start-up (or on the first request) and writes what it queued at
+    lifespan shutdown. Without either, the state lives in this process and the request path
+    never awaits it.
     """
 
     def __init__(
@@ -126,8 +131,26 @@ class FaultLayer:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         state: FaultState | None = None,
+        redis: Any = None,
+        redis_prefix: str = "mock:f:",
     ) -> None:
         self.app = app
+        if state is None and redis is not None:
+            # Imported here: the embedded fake needs no Redis client.
+            from ._redis_state import RedisFaultState
+
+            state = RedisFaultState(
+                redis,
+                prefix=redis_prefix,
+                rules=rules,
+                seed=seed,
+                journal_size=journal_size,
+                journal_max_bytes=journal_max_bytes,
+                session_ttl=session_ttl,
+                on_reset=on_reset,
+                clock=clock,
+                wall=wall,
+            )
         if state is None:
             state = FaultState(
                 rules=rules,
@@ -139,6 +162,7 @@ class FaultLayer:
                 clock=clock,
             )
         self.state = state
+        self._shared = state if state.shared else None
         # The request path reads these on every request: plain attributes, not properties.
         self.engine: Engine = state.engine
         self.journal: Journal = state.journal
@@ -182,6 +206,8 @@ class FaultLayer:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "lifespan" and self._shared is not None:
+                receive = self._lifespan(receive)
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
@@ -213,17 +239,35 @@ class FaultLayer:
         bad_header: FaultConfigError | None = None
         decision: Decision | None = None
         header_fault = headers.get("x-mock-fault") if self.allow_fault_header else None
-        if header_fault is not None:
+        shared = self._shared
+        if shared is not None:
+            # Counted in the shared store: one round trip (see _redis_state).
             try:
-                decision = self.engine.decide_header(parse_fault_header(header_fault), session)
-            except FaultConfigError as exc:
-                bad_header = exc
+                try:
+                    fault = parse_fault_header(header_fault) if header_fault is not None else None
+                except FaultConfigError as exc:
+                    bad_header = exc
+                    seq = await shared.next_seq()
+                else:
+                    decision, seq = await shared.arrive(
+                        method, path, tenant, session, _LazyHeaders(scope), fault
+                    )
+            except StateUnavailable as exc:
+                await _inject.send_response(send, *_inject.unavailable(str(exc), rid))
+                return
         else:
-            decision = self.engine.decide(method, path, tenant, session, _LazyHeaders(scope))
+            if header_fault is not None:
+                try:
+                    decision = self.engine.decide_header(parse_fault_header(header_fault), session)
+                except FaultConfigError as exc:
+                    bad_header = exc
+            else:
+                decision = self.engine.decide(method, path, tenant, session, _LazyHeaders(scope))
+            seq = self.journal.next_seq()
 
         query = scope.get("query_string", b"")
         entry = Entry(
-            seq=self.journal.next_seq(),
+            seq=seq,
             request_id=rid,
             client_request_id=client_given,
             method=bounded(method, FIELD_CHARS["method"]),
@@ -255,6 +299,21 @@ class FaultLayer:
         finally:
             fault_state.in_flight -= 1
             self._finish(entry, scope)
+
+    def _lifespan(self, receive: Receive) -> Receive:
+        """``receive`` for the lifespan scope: the shared state starts before the app does and
+        writes what it queued when the server stops."""
+        state = self.state
+
+        async def lifespan_receive() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await state.start()
+            elif message["type"] == "lifespan.shutdown":
+                await state.close()
+            return message
+
+        return lifespan_receive
 
     def _note_headers(self, entry: Entry, headers: Any) -> None:
         note_headers(entry, headers, self.wall)

@@ -11,7 +11,7 @@ first 200 the API did not route.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from ._journal import Entry
 
@@ -38,6 +38,15 @@ class _Histogram:
                 self.counts[i] += 1
                 return
 
+    def flat(self, name: str, out: dict[str, float]) -> None:
+        if not self.count:
+            return
+        for i, n in enumerate(self.counts):
+            if n:
+                out[f"h{_SEP}{name}{_SEP}{i}"] = n
+        out[f"h{_SEP}{name}{_SEP}sum"] = self.total
+        out[f"h{_SEP}{name}{_SEP}count"] = self.count
+
     def lines(self, name: str) -> Iterable[str]:
         cumulative = 0
         for bound, n in zip(self.buckets, self.counts, strict=True):
@@ -46,6 +55,9 @@ class _Histogram:
         yield f'{name}_bucket{{le="+Inf"}} {self.count}'
         yield f"{name}_sum {self.total:.6f}"
         yield f"{name}_count {self.count}"
+
+
+_SEP = "\x1f"
 
 
 def _label(value: str) -> str:
@@ -90,6 +102,50 @@ class Metrics:
             self.injected.observe(entry.injected_delay_s)
             self.delayed_duration.observe(entry.duration_s)
             self.overshoot.observe(max(0.0, entry.duration_s - entry.injected_delay_s))
+
+    # -- summing over processes (a shared backend) ----------------------------------------------
+
+    def _histograms(self) -> dict[str, _Histogram]:
+        return {"injected": self.injected, "delayed": self.delayed_duration, "overshoot": self.overshoot}
+
+    def drain(self) -> dict[str, float]:
+        """Every count as flat fields (for a hash summed over processes), zeroing them here."""
+        out: dict[str, float] = {}
+        for (route, method, status), n in self.requests.items():
+            # A path the API did not route is the client's: it may hold the separator.
+            key = f"r{_SEP}{route.replace(_SEP, ' ')}{_SEP}{method}{_SEP}{status}"
+            out[key] = out.get(key, 0) + n
+        for (rule, ftype), n in self.faults.items():
+            key = f"f{_SEP}{rule.replace(_SEP, ' ')}{_SEP}{ftype}"
+            out[key] = out.get(key, 0) + n
+        for name, histogram in self._histograms().items():
+            histogram.flat(name, out)
+        self.requests = {}
+        self.faults = {}
+        self.injected = _Histogram(_DELAY_BUCKETS)
+        self.delayed_duration = _Histogram(_DELAY_BUCKETS)
+        self.overshoot = _Histogram(_OVERSHOOT_BUCKETS)
+        return out
+
+    def add(self, flat: Mapping[str, float]) -> None:
+        """Add counts given as :meth:`drain` gives them; fields of another shape are skipped."""
+        histograms = self._histograms()
+        for field, value in flat.items():
+            parts = field.split(_SEP)
+            if parts[0] == "r" and len(parts) == 4:
+                rkey = (parts[1], parts[2], parts[3])
+                self.requests[rkey] = self.requests.get(rkey, 0) + int(value)
+            elif parts[0] == "f" and len(parts) == 3:
+                fkey = (parts[1], parts[2])
+                self.faults[fkey] = self.faults.get(fkey, 0) + int(value)
+            elif parts[0] == "h" and len(parts) == 3 and parts[1] in histograms:
+                histogram = histograms[parts[1]]
+                if parts[2] == "sum":
+                    histogram.total += value
+                elif parts[2] == "count":
+                    histogram.count += int(value)
+                elif parts[2].isdigit() and int(parts[2]) < len(histogram.counts):
+                    histogram.counts[int(parts[2])] += int(value)
 
     def render(self, *, rules: int, journal: int, held: int, in_flight: int) -> str:
         out = [

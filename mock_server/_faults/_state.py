@@ -19,10 +19,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._untrusted import session_id
-from ._engine import Engine
+from ._engine import Decision, Engine, HeaderSource
 from ._journal import Journal
 from ._metrics import Metrics
-from ._model import Rule, RuleSet
+from ._model import Fault, Rule, RuleSet
 
 OnReset = Callable[[str | None], None]
 
@@ -38,6 +38,14 @@ def resolve(fut: asyncio.Future[str], value: str) -> None:
     """Resolve ``fut`` with ``value`` unless something already did."""
     if not fut.done():
         fut.set_result(value)
+
+
+class StateUnavailable(Exception):
+    """The shared fault state cannot be reached: the request is a 503 ``state_unavailable``."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(f"the shared fault state ({where}) cannot be reached; retry shortly")
+        self.where = where
 
 
 class RuleExists(Exception):
@@ -135,6 +143,32 @@ class FaultState:
 
     async def sync(self) -> None:
         """Bring this process's view (rules, journal) up to date before an admin read."""
+
+    # -- the request path -----------------------------------------------------------------------
+
+    async def arrive(
+        self,
+        method: str,
+        path: str,
+        tenant: str | None,
+        session: str | None,
+        headers: HeaderSource,
+        header_fault: Fault | None = None,
+    ) -> tuple[Decision | None, int]:
+        """The decision for an arriving request and its journal sequence number.
+
+        The layer calls the engine and the journal directly instead when the state is not
+        shared (no await on that path); a shared backend counts in its store here.
+        """
+        if header_fault is not None:
+            decision: Decision | None = self.engine.decide_header(header_fault, session)
+        else:
+            decision = self.engine.decide(method, path, tenant, session, headers)
+        return decision, self.journal.next_seq()
+
+    async def next_seq(self) -> int:
+        """A journal sequence number for a request that no rule is asked about."""
+        return self.journal.next_seq()
 
     # -- rules ----------------------------------------------------------------------------------
 

@@ -1,0 +1,825 @@
+"""The fault state on Redis: several processes (or machines) acting as one fake.
+
+:class:`RedisFaultState` has the interface of :class:`~._state.FaultState`; the fault layer uses
+it when given one (``FaultLayer(app, state=RedisFaultState(client, ...))``, or
+``FaultLayer(app, redis=client_or_url, ...)``, which builds it from the layer's own arguments).
+What lives in Redis, under ``prefix`` (default ``mock:f:``):
+
+``v``, ``epoch``, ``rules``
+    The rules (JSON, with the seed, each rule's generation and the wall time it was added) and
+    their version. Every change goes through a compare-and-set on ``v``; each process keeps a
+    compiled copy and the arrival script refuses to count with a stale one, so a rule changed
+    through any process applies to the very next request, whichever process it reaches.
+``c:{epoch}:{session}``, ``t:{epoch}``, ``z:{epoch}``
+    Per-rule per-session counters (a hash per session, expiring after ``session_ttl`` idle), their
+    totals over every session, and the sessions by last use (at most ``max_sessions``). A rule's
+    counters are keyed by its id and generation, so replacing a rule starts them again; replacing
+    every rule (or a reset) starts a new epoch.
+``seq``, ``j``
+    The journal: sequence numbers, and a capped stream of records (arrivals, completions,
+    clears) that every process merges into its copy (:mod:`._mirror`).
+``m``, ``procs``
+    Prometheus counters summed over processes (a hash), and each process's gauges.
+``ev``
+    A pub/sub channel: a reset releases the held requests of every process.
+
+On the request path a process makes exactly one round trip: the arrival script, which checks the
+rules' version, counts the request for every rule that matched it here (stopping, as the
+one-process engine does, after the first terminal fault that fires) and gives the request its
+sequence number. The probability draws stay the pure counter-keyed BLAKE2b draws of
+``_random``: the process sends the outcomes for the next few counter values (a window around
+the value it last saw), and the script asks again, writing nothing, when the real value falls
+outside it. So the same seed and the same sequence of requests give the same schedule with one
+process or several. Journal records and metrics are written in batches a few milliseconds
+apart (and on close); a process's own requests are in its journal at once.
+
+Redis unreachable: a request is a 503 ``state_unavailable`` (the layer answers it) and an admin
+call too; records not yet written stay queued, and everything resumes when Redis is back. If
+Redis came back empty, the first process to notice stores its copy of the rules again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError, RedisError
+from redis.retry import Retry
+
+from .._untrusted import session_id
+from ._engine import HEADER_RULE, Decision, HeaderSource
+from ._journal import Journal
+from ._metrics import Metrics
+from ._mirror import MirrorJournal
+from ._model import Fault, Rule, RuleSet
+from ._parse import parse_rule
+from ._state import FaultState, OnReset, RuleExists, StateUnavailable
+
+T = TypeVar("T")
+
+#: How far ahead of the last counter value it saw a process sends probability outcomes.
+_WINDOW = 2
+_MAX_ATTEMPTS = 8
+
+# ARGV: prefix, version, epoch, session tag ('-' none, else 's' + session), now_ms, ttl_ms,
+# max_sessions, mode ('r' rules, 'h' X-Mock-Fault), candidate count, then 7 per candidate: rule
+# key, after, every_nth (0: none), times (-1: none), plan, window base (-1: no probability), window.
+# plan: 'l' (latency) or 't' (any other fault), or 's' then one of '-', 'l', 't' per sequence step.
+# Returns {'stale', version} | {'miss', candidate, matched} | {'ok', seq, n1, fired1, n2, ...}.
+_ARRIVE = """
+local p = ARGV[1]
+local v = redis.call('GET', p .. 'v')
+if v ~= ARGV[2] then return {'stale', v or ''} end
+local epoch = ARGV[3]
+local session = ARGV[4]
+local anon = session == '-'
+local skey = p .. 'c:' .. epoch .. ':' .. session
+local function touch()
+  if anon then return end
+  redis.call('PEXPIRE', skey, ARGV[6])
+  local zk = p .. 'z:' .. epoch
+  redis.call('ZADD', zk, ARGV[5], session)
+  local extra = redis.call('ZCARD', zk) - tonumber(ARGV[7])
+  if extra > 0 then
+    for _, old in ipairs(redis.call('ZRANGE', zk, 0, extra - 1)) do
+      redis.call('DEL', p .. 'c:' .. epoch .. ':' .. old)
+    end
+    redis.call('ZREMRANGEBYRANK', zk, 0, extra - 1)
+  end
+end
+if ARGV[8] == 'h' then
+  local n = redis.call('HINCRBY', skey, 'h', 1)
+  touch()
+  return {'ok', redis.call('INCR', p .. 'seq'), n}
+end
+local out = {'ok', 0}
+local walked = {}
+local i = 10
+for c = 1, tonumber(ARGV[9]) do
+  local rk, after, every, times = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
+  local plan, base, window = ARGV[i + 4], tonumber(ARGV[i + 5]), ARGV[i + 6]
+  i = i + 7
+  local got = redis.call('HMGET', skey, 'm' .. rk, 'f' .. rk)
+  local m = tonumber(got[1] or '0')
+  local f = tonumber(got[2] or '0')
+  local n = m + 1
+  local k = n - after
+  local ch = '-'
+  if k > 0 then
+    if string.sub(plan, 1, 1) == 's' then
+      if k + 1 <= string.len(plan) then ch = string.sub(plan, k + 1, k + 1) end
+    elseif every == 0 or k % every == 0 then
+      ch = plan
+    end
+  end
+  if ch ~= '-' and base >= 0 then
+    local j = n - base
+    if j < 1 or j > string.len(window) then return {'miss', c, m} end
+    if string.sub(window, j, j) ~= '1' then ch = '-' end
+  end
+  if ch ~= '-' and times >= 0 and f >= times then ch = '-' end
+  walked[#walked + 1] = {rk, ch ~= '-'}
+  out[#out + 1] = n
+  out[#out + 1] = (ch ~= '-') and 1 or 0
+  if ch == 't' then break end
+end
+local tkey = p .. 't:' .. epoch
+for _, w in ipairs(walked) do
+  redis.call('HINCRBY', skey, 'm' .. w[1], 1)
+  redis.call('HINCRBY', tkey, 'm' .. w[1], 1)
+  if w[2] then
+    redis.call('HINCRBY', skey, 'f' .. w[1], 1)
+    redis.call('HINCRBY', tkey, 'f' .. w[1], 1)
+  end
+end
+if #walked > 0 then touch() end
+out[2] = redis.call('INCR', p .. 'seq')
+return out
+"""
+
+# ARGV: prefix, rules JSON, epoch, seq floor, first version. Stores the rules unless some are
+# stored already (a first start, or Redis came back empty); returns {version, rules JSON}. The
+# first version is random: a process that saw the rules before Redis lost them must not take
+# the new ones for those it has.
+_INIT = """
+local p = ARGV[1]
+if not redis.call('GET', p .. 'v') then
+  redis.call('SET', p .. 'rules', ARGV[2])
+  redis.call('SET', p .. 'epoch', ARGV[3])
+  local seq = tonumber(redis.call('GET', p .. 'seq') or '0')
+  if seq < tonumber(ARGV[4]) then redis.call('SET', p .. 'seq', ARGV[4]) end
+  redis.call('SET', p .. 'v', ARGV[5])
+end
+return {redis.call('GET', p .. 'v'), redis.call('GET', p .. 'rules')}
+"""
+
+# ARGV: prefix, expected version, rules JSON, old epoch, new epoch, then totals fields to drop.
+# Returns the new version, or 0 when the version moved on (the caller reloads and tries again).
+_SET_RULES = """
+local p = ARGV[1]
+if (redis.call('GET', p .. 'v') or '') ~= ARGV[2] then return 0 end
+redis.call('SET', p .. 'rules', ARGV[3])
+local old, new = ARGV[4], ARGV[5]
+if old ~= new then
+  local zk = p .. 'z:' .. old
+  for _, s in ipairs(redis.call('ZRANGE', zk, 0, -1)) do
+    redis.call('DEL', p .. 'c:' .. old .. ':' .. s)
+  end
+  redis.call('DEL', zk, p .. 't:' .. old, p .. 'c:' .. old .. ':-')
+  redis.call('SET', p .. 'epoch', new)
+else
+  for i = 6, #ARGV do redis.call('HDEL', p .. 't:' .. old, ARGV[i]) end
+end
+return redis.call('INCR', p .. 'v')
+"""
+
+# ARGV: prefix, epoch, session tag. One session's counters start again; totals lose them.
+_RESET_SESSION = """
+local p, epoch, session = ARGV[1], ARGV[2], ARGV[3]
+local skey = p .. 'c:' .. epoch .. ':' .. session
+local tkey = p .. 't:' .. epoch
+local h = redis.call('HGETALL', skey)
+for i = 1, #h, 2 do
+  if h[i] ~= 'h' then redis.call('HINCRBY', tkey, h[i], -tonumber(h[i + 1])) end
+end
+redis.call('DEL', skey)
+if session ~= '-' then redis.call('ZREM', p .. 'z:' .. epoch, session) end
+return 1
+"""
+
+# ARGV: prefix, origin, stream cap, session JSON (null: all). Adds a clear record marked with the
+# last sequence number given out (a clear of everything trims the stream to it); returns the mark.
+_CLEAR = """
+local p = ARGV[1]
+local mark = redis.call('GET', p .. 'seq') or '0'
+local record = '["x",' .. ARGV[4] .. ',' .. mark .. ']'
+local id = redis.call('XADD', p .. 'j', 'MAXLEN', '~', ARGV[3], '*', 'o', ARGV[2], 'r', record)
+if ARGV[4] == 'null' then redis.call('XTRIM', p .. 'j', 'MINID', id) end
+return mark
+"""
+
+_SCRIPTS = {
+    "arrive": _ARRIVE,
+    "init": _INIT,
+    "set_rules": _SET_RULES,
+    "reset_session": _RESET_SESSION,
+    "clear": _CLEAR,
+}
+
+
+def _plan(rule: Rule) -> str:
+    if rule.sequence is not None:
+        return "s" + "".join("-" if f is None else ("t" if f.terminal else "l") for f in rule.sequence)
+    return "t" if rule.fault is not None and rule.fault.terminal else "l"
+
+
+def _fault_at(rule: Rule, n: int) -> Fault | None:
+    """The fault a rule that fired gives its ``n``-th request (the counter-keyed part only)."""
+    if rule.sequence is not None:
+        k = n - rule.after
+        return rule.sequence[k - 1] if 0 < k <= len(rule.sequence) else None
+    return rule.fault
+
+
+def _id_text(sid: tuple[int, int]) -> str:
+    return f"{sid[0]}-{sid[1]}"
+
+
+def _tag(session: str | None) -> str:
+    """How Redis keys name a session: ``-`` for requests without one."""
+    return "-" if session is None else "s" + session
+
+
+def _stream_id(raw: Any) -> tuple[int, int]:
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class RedisFaultState(FaultState):
+    """The fault state shared through Redis by every process pointed at the same ``prefix``.
+
+    ``redis`` is a ``redis.asyncio.Redis`` client or a ``redis://``, ``rediss://`` or ``unix://``
+    URL (then the state owns the client it makes and closes it). The other arguments are
+    :class:`FaultState`'s; ``max_sessions`` bounds the sessions with counters, ``flush_s`` is how
+    long journal records and metrics gather before they are written. :meth:`start` (called by the
+    layer at lifespan start-up, or on the first request) connects and loads; :meth:`close` writes
+    what is queued.
+    """
+
+    shared = True
+
+    def __init__(
+        self,
+        redis: aioredis.Redis | str,
+        *,
+        prefix: str = "mock:f:",
+        rules: RuleSet | None = None,
+        seed: int | None = None,
+        journal_size: int = 10_000,
+        journal_max_bytes: int = 256 * 1024 * 1024,
+        session_ttl: float = 600.0,
+        max_sessions: int = 100_000,
+        on_reset: OnReset | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        flush_s: float = 0.005,
+    ) -> None:
+        self.wall = wall
+        self._clock = clock
+        super().__init__(
+            rules=rules,
+            seed=seed,
+            journal_size=journal_size,
+            journal_max_bytes=journal_max_bytes,
+            session_ttl=session_ttl,
+            on_reset=on_reset,
+            clock=clock,
+        )
+        if isinstance(redis, str):
+            self._url: str | None = redis
+            self._client: aioredis.Redis | None = None
+            self.where = _shown(redis)
+        else:
+            self._url = None
+            self._client = redis
+            self.where = "the given Redis client"
+        self.prefix = prefix
+        self.origin = f"{os.getpid()}-{os.urandom(4).hex()}"
+        self.session_ttl = session_ttl
+        self.max_sessions = max_sessions
+        self.flush_s = flush_s
+        self._stream_cap = 2 * journal_size + 1000
+        self._version = ""
+        self._epoch = 0
+        self._entries: list[tuple[Rule, int, float]] = []
+        self._guess: dict[tuple[str, str], int] = {}
+        self._last_id = (0, 0)
+        self._shas: dict[str, str] = {}
+        self._started = False
+        self._closing = False
+        self._start_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._pubsub: Any = None
+        self._wake = asyncio.Event()
+        self._replies = itertools.count(1)
+        assert isinstance(self.journal, MirrorJournal)
+        self.mirror: MirrorJournal = self.journal
+        self.mirror.wake = self._wake.set
+
+    def _new_journal(self, size: int, max_bytes: int) -> Journal:
+        return MirrorJournal(size, max_bytes=max_bytes, clock=self._clock, wall=self.wall)
+
+    @property
+    def client(self) -> aioredis.Redis:
+        if self._client is None:
+            assert self._url is not None
+            self._client = aioredis.Redis.from_url(
+                self._url,
+                socket_connect_timeout=2.0,
+                socket_timeout=5.0,
+                # One retry on a fresh connection: a pooled one may have died with a Redis restart.
+                retry=Retry(NoBackoff(), 1),
+            )
+        return self._client
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    async def _call(self, op: Awaitable[T]) -> T:
+        try:
+            return await op
+        except (RedisError, OSError) as exc:
+            raise StateUnavailable(self.where) from exc
+
+    async def _script(self, name: str, *args: str | int | float) -> Any:
+        client = self.client
+        sha = self._shas.get(name)
+        try:
+            if sha is None:
+                sha = self._shas[name] = await client.script_load(_SCRIPTS[name])
+            try:
+                return await client.evalsha(sha, 0, self.prefix, *args)
+            except NoScriptError:  # Redis restarted, or its script cache was flushed
+                self._shas[name] = sha = await client.script_load(_SCRIPTS[name])
+                return await client.evalsha(sha, 0, self.prefix, *args)
+        except (RedisError, OSError) as exc:
+            raise StateUnavailable(self.where) from exc
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        async with self._start_lock:
+            if self._started:
+                return
+            await self._init_rules()
+            await self._load_journal()
+            self._pubsub = self.client.pubsub()
+            await self._call(self._pubsub.subscribe(self.prefix + "ev"))
+            loop = asyncio.get_running_loop()
+            self._tasks = [
+                loop.create_task(self._flush_forever()),
+                loop.create_task(self._tail_forever()),
+                loop.create_task(self._listen_forever()),
+            ]
+            self._started = True
+
+    async def close(self) -> None:
+        """Stop the background tasks and write what is queued (if Redis is there)."""
+        tasks, self._tasks = self._tasks, []
+        # redis-py may turn a cancellation into a connection error: the loops check the flag too.
+        self._closing = True
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=2.0)
+        self._closing = False
+        if self._started:
+            try:
+                await self.flush()
+            except StateUnavailable:
+                pass
+        if self._pubsub is not None:
+            try:
+                await self._pubsub.aclose()
+            except (RedisError, OSError):
+                pass
+            self._pubsub = None
+        self._started = False
+        if self._url is not None and self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    # -- rules ----------------------------------------------------------------------------------
+
+    def _rules_json(self, entries: Iterable[tuple[Rule, int, float]], seed: int, epoch: int) -> str:
+        return json.dumps(
+            {"seed": seed, "epoch": epoch, "rules": [[r.to_dict(), gen, added] for r, gen, added in entries]},
+            separators=(",", ":"),
+        )
+
+    def _adopt(self, version: Any, raw: Any) -> None:
+        data = json.loads(raw)
+        now, wall = self._clock(), self.wall()
+        entries = [(parse_rule(d), int(gen), float(added)) for d, gen, added in data["rules"]]
+        self.engine.load((rule, now - max(0.0, wall - added)) for rule, _, added in entries)
+        self.engine.seed = int(data["seed"])
+        self._entries = entries
+        self._epoch = int(data["epoch"])
+        self._version = version.decode() if isinstance(version, bytes) else str(version)
+
+    async def _init_rules(self) -> None:
+        """Store this process's rules unless some are stored, then adopt what is stored."""
+        if self._version:
+            # Redis came back empty: what this process last saw is the best copy there is.
+            entries, seed, epoch = self._entries, self.seed, self._epoch + 1
+        else:
+            wall = self.wall()
+            entries = [(r, 0, wall) for r in self.initial_rules.rules]
+            seed, epoch = self.seed, 1
+        floor = max((e.seq for e in self.mirror), default=0)
+        first = int.from_bytes(os.urandom(5), "big") + 1
+        version, raw = await self._script("init", self._rules_json(entries, seed, epoch), epoch, floor, first)
+        self._adopt(version, raw)
+
+    async def _load_rules(self) -> None:
+        version, raw = await self._call(self.client.mget(self.prefix + "v", self.prefix + "rules"))
+        if version is None or raw is None:
+            await self._init_rules()
+        else:
+            self._adopt(version, raw)
+
+    async def _change(
+        self,
+        change: Callable[
+            [list[tuple[Rule, int, float]], int], tuple[list[tuple[Rule, int, float]], int, bool]
+        ],
+    ) -> None:
+        """Apply ``change`` (current entries and seed → new entries, seed, whether a new epoch)
+        with a compare-and-set, reloading and trying again when another process got there first."""
+        for _ in range(50):
+            await self._load_rules()
+            entries, seed, new_epoch = change(list(self._entries), self.seed)
+            epoch = self._epoch + 1 if new_epoch else self._epoch
+            kept = {(r.id, gen) for r, gen, _ in entries}
+            dropped = [
+                f"{x}{r.id}#{gen}" for r, gen, _ in self._entries if (r.id, gen) not in kept for x in "mf"
+            ]
+            version = await self._script(
+                "set_rules",
+                self._version,
+                self._rules_json(entries, seed, epoch),
+                self._epoch,
+                epoch,
+                *dropped,
+            )
+            if version:
+                self._adopt(version, self._rules_json(entries, seed, epoch))
+                return
+        raise StateUnavailable(f"{self.where}: the rules kept changing under this process")
+
+    def _next_gen(self) -> int:
+        return int(self._version or 0) + 1
+
+    async def sync(self) -> None:
+        await self.start()
+        await self._load_rules()
+        await self._catch_up()
+
+    async def stats(self) -> dict[str, dict[str, int]]:
+        await self.start()
+        totals: Any = await self._call(self.client.hgetall(f"{self.prefix}t:{self._epoch}"))
+        got = {k.decode(): int(v) for k, v in totals.items()}
+        return {
+            r.id: {"matched": got.get(f"m{r.id}#{gen}", 0), "fired": got.get(f"f{r.id}#{gen}", 0)}
+            for r, gen, _ in self._entries
+        }
+
+    async def add_rules(self, rules: Iterable[Rule]) -> None:
+        new = list(rules)
+        await self.start()
+
+        def change(entries: list[tuple[Rule, int, float]], seed: int) -> tuple[Any, int, bool]:
+            taken = {r.id for r, _, _ in entries}
+            for rule in new:
+                if rule.id in taken:
+                    raise RuleExists(rule.id)
+                taken.add(rule.id)
+            wall, gen = self.wall(), self._next_gen()
+            return entries + [(r, gen, wall) for r in new], seed, False
+
+        await self._change(change)
+
+    async def put_rule(self, rule: Rule) -> bool:
+        await self.start()
+        existed = False
+
+        def change(entries: list[tuple[Rule, int, float]], seed: int) -> tuple[Any, int, bool]:
+            nonlocal existed
+            fresh = (rule, self._next_gen(), self.wall())
+            existed = any(r.id == rule.id for r, _, _ in entries)
+            if existed:
+                return [fresh if r.id == rule.id else (r, g, a) for r, g, a in entries], seed, False
+            return entries + [fresh], seed, False
+
+        await self._change(change)
+        return existed
+
+    async def delete_rule(self, rule_id: str) -> bool:
+        await self.start()
+        existed = False
+
+        def change(entries: list[tuple[Rule, int, float]], seed: int) -> tuple[Any, int, bool]:
+            nonlocal existed
+            existed = any(r.id == rule_id for r, _, _ in entries)
+            return [e for e in entries if e[0].id != rule_id], seed, False
+
+        await self._change(change)
+        return existed
+
+    async def replace_rules(self, rules: Iterable[Rule], seed: int | None = None) -> None:
+        new = list(rules)
+        await self.start()
+
+        def change(entries: list[tuple[Rule, int, float]], current: int) -> tuple[Any, int, bool]:
+            wall, gen = self.wall(), self._next_gen()
+            return [(r, gen, wall) for r in new], current if seed is None else seed, True
+
+        await self._change(change)
+
+    async def reset_rules(self) -> None:
+        await self.replace_rules(self.initial_rules.rules)
+
+    # -- the request path -----------------------------------------------------------------------
+
+    async def arrive(
+        self,
+        method: str,
+        path: str,
+        tenant: str | None,
+        session: str | None,
+        headers: HeaderSource,
+        header_fault: Fault | None = None,
+    ) -> tuple[Decision | None, int]:
+        """Count an arriving request in Redis: its decision and its journal sequence number.
+
+        One round trip, unless this process's rules were stale (it reloads them) or a probability
+        window missed (it sends the right one). Raises :class:`StateUnavailable`.
+        """
+        if not self._started:
+            await self.start()
+        engine = self.engine
+        sess = _tag(session)
+        for attempt in range(_MAX_ATTEMPTS):
+            args: list[str | int | float] = [
+                self._version,
+                self._epoch,
+                sess,
+                int(self.wall() * 1000),
+                max(1, int(self.session_ttl * 1000)),
+                self.max_sessions,
+            ]
+            candidates: list[tuple[Rule, str]] = []
+            if header_fault is not None:
+                args += ["h", 0]
+            else:
+                gens = {r.id: gen for r, gen, _ in self._entries}
+                width = _WINDOW << attempt
+                for rule in engine.matching(method, path, tenant, session, headers):
+                    key = f"{rule.id}#{gens.get(rule.id, 0)}"
+                    candidates.append((rule, key))
+                args += ["r", len(candidates)]
+                for rule, key in candidates:
+                    args += [key, rule.after, rule.every_nth or 0, -1 if rule.times is None else rule.times]
+                    args.append(_plan(rule))
+                    if rule.probability < 1.0:
+                        base = self._guess.get((key, sess), 0)
+                        args += [base, self._window(rule, session, base, width)]
+                    else:
+                        args += [-1, ""]
+            result = await self._script("arrive", *args)
+            tag = result[0]
+            if tag == b"stale":
+                await self._load_rules()
+                continue
+            if tag == b"miss":
+                rule, key = candidates[int(result[1]) - 1]
+                self._remember(key, sess, int(result[2]))
+                continue
+            seq = int(result[1])
+            if header_fault is not None:
+                n = int(result[2])
+                delay = engine.sample(header_fault, HEADER_RULE, session, n) if header_fault.latency else 0.0
+                return Decision(
+                    header_fault if header_fault.terminal else None, HEADER_RULE, delay, (HEADER_RULE,)
+                ), seq
+            return self._decision(candidates, result[2:], session, sess), seq
+        raise StateUnavailable(f"{self.where}: the fault counters kept moving under this process")
+
+    async def next_seq(self) -> int:
+        if not self._started:
+            await self.start()
+        return int(await self._call(self.client.incr(self.prefix + "seq")))
+
+    def _window(self, rule: Rule, session: str | None, base: int, width: int) -> str:
+        from ._random import draws
+
+        p = rule.probability
+        return "".join(
+            "1" if draws(self.seed, rule.id, session, n, "p")[0] < p else "0"
+            for n in range(base + 1, base + width + 1)
+        )
+
+    def _remember(self, key: str, sess: str, n: int) -> None:
+        guess = self._guess
+        if len(guess) >= 100_000:
+            guess.clear()
+        guess[(key, sess)] = n
+
+    def _decision(
+        self, candidates: list[tuple[Rule, str]], counts: list[Any], session: str | None, sess: str
+    ) -> Decision | None:
+        delay = 0.0
+        fired: list[str] = []
+        for i in range(0, len(counts), 2):
+            rule, key = candidates[i // 2]
+            n = int(counts[i])
+            if rule.probability < 1.0:
+                self._remember(key, sess, n)
+            if not int(counts[i + 1]):
+                continue
+            fired.append(rule.id)
+            fault = _fault_at(rule, n)
+            assert fault is not None
+            if fault.latency is not None:
+                delay += self.engine.sample(fault, rule.id, session, n)
+            if fault.terminal:
+                return Decision(fault, rule.id, delay, tuple(fired))
+        if not fired:
+            return None
+        return Decision(None, None, delay, tuple(fired))
+
+    # -- journal --------------------------------------------------------------------------------
+
+    async def _load_journal(self) -> None:
+        records: Any = await self._call(self.client.xrevrange(self.prefix + "j", count=self._stream_cap))
+        self._apply(reversed(records), own=True)
+
+    def _apply(self, records: Iterable[tuple[Any, dict[Any, Any]]], *, own: bool = False) -> None:
+        """Merge stream records past the last one merged; this process's own are skipped unless
+        ``own`` (at start-up, when this process's copy is empty)."""
+        mirror, origin = self.mirror, self.origin.encode()
+        for raw_id, fields in records:
+            sid = _stream_id(raw_id)
+            if sid <= self._last_id:
+                continue
+            self._last_id = sid
+            if own or fields.get(b"o") != origin:
+                record = fields.get(b"r")
+                if record is not None:
+                    mirror.apply(record)
+
+    async def _catch_up(self) -> None:
+        """Merge every record the stream holds now (an admin read then sees all written so far)."""
+        last = _id_text(self._last_id)
+        records: Any = await self._call(self.client.xrange(self.prefix + "j", min="(" + last, max="+"))
+        self._apply(records)
+
+    async def _tail_forever(self) -> None:
+        client, key = self.client, self.prefix + "j"
+        while not self._closing:
+            try:
+                found: Any = await client.xread({key: _id_text(self._last_id)}, count=1000, block=500)
+            except (RedisError, OSError):
+                await asyncio.sleep(0.1)
+                continue
+            for _, records in found or ():
+                self._apply(records)
+
+    async def clear_journal(self, session: str | None = None) -> int:
+        await self.start()
+        if session is not None:
+            session = session_id(session)
+        mark = await self._script("clear", self.origin, self._stream_cap, json.dumps(session))
+        return self.mirror.clear_upto(int(mark), session)
+
+    # -- writing what is queued -----------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Write queued journal records and metrics in one pipeline; on failure they stay queued."""
+        mirror = self.mirror
+        records, mirror.outbox = mirror.outbox, []
+        counts = self.metrics.drain()
+        pipe = self.client.pipeline(transaction=False)
+        key = self.prefix + "j"
+        for record in records:
+            pipe.xadd(key, {"o": self.origin, "r": record}, maxlen=self._stream_cap, approximate=True)
+        for field, value in counts.items():
+            pipe.hincrbyfloat(self.prefix + "m", field, value)
+        pipe.hset(self.prefix + "procs", self.origin, f"{len(self.held)} {self.in_flight} {self.wall()}")
+        try:
+            await pipe.execute()
+        except BaseException as exc:
+            # Cancelled (closing) or Redis gone: keep them for the next flush.
+            mirror.outbox[:0] = records
+            self.metrics.add(counts)
+            if isinstance(exc, RedisError | OSError):
+                raise StateUnavailable(self.where) from exc
+            raise
+
+    async def _flush_forever(self) -> None:
+        while not self._closing:
+            try:
+                await asyncio.wait_for(self._wake.wait(), 1.0)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            # Let records gather: one pipeline per flush_s, however many requests.
+            await asyncio.sleep(self.flush_s)
+            try:
+                await self.flush()
+            except StateUnavailable:
+                await asyncio.sleep(0.1)
+                if self.mirror.outbox:
+                    self._wake.set()
+
+    # -- reset and held requests ----------------------------------------------------------------
+
+    async def reset(self, session: str | None = None) -> dict[str, Any]:
+        await self.start()
+        if session is None:
+            await self.reset_rules()
+        else:
+            session = session_id(session)
+            await self._script("reset_session", self._epoch, _tag(session))
+        dropped = await self.clear_journal(session)
+        released = self.held.release(session, all_sessions=session is None)
+        self._on_reset(session)
+        released += await self._broadcast({"op": "reset", "session": session})
+        return {"session": session, "journal_entries_dropped": dropped, "held_requests_cancelled": released}
+
+    async def _broadcast(self, message: dict[str, Any], timeout: float = 1.0) -> int:
+        """Tell every other process; the sum of what they report (held requests released)."""
+        reply = f"{self.prefix}ack:{self.origin}:{next(self._replies)}"
+        body = json.dumps({**message, "origin": self.origin, "reply": reply})
+        receivers = await self._call(self.client.publish(self.prefix + "ev", body))
+        others = int(receivers) - 1  # this process hears itself too
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        acks, released = 0, 0
+        while others > 0:
+            got = await self._call(self.client.hmget(reply, "acks", "released"))
+            acks, released = int(got[0] or 0), int(got[1] or 0)
+            if acks >= others or loop.time() >= deadline:
+                break
+            await asyncio.sleep(0.005)
+        await self._call(self.client.delete(reply))
+        return released
+
+    async def _listen_forever(self) -> None:
+        while not self._closing:
+            try:
+                message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            except (RedisError, OSError):
+                await asyncio.sleep(0.1)
+                continue
+            if message is None or message.get("type") != "message":
+                continue
+            try:
+                data = json.loads(message["data"])
+                if data.get("origin") == self.origin or data.get("op") != "reset":
+                    continue
+                session = data.get("session")
+                released = self.held.release(session, all_sessions=session is None)
+                self._on_reset(session)
+                pipe = self.client.pipeline(transaction=False)
+                pipe.hincrby(data["reply"], "released", released)
+                pipe.hincrby(data["reply"], "acks", 1)
+                pipe.expire(data["reply"], 10)
+                await pipe.execute()
+            except (ValueError, TypeError, KeyError, RedisError, OSError):
+                continue
+
+    # -- metrics --------------------------------------------------------------------------------
+
+    async def render_metrics(self) -> str:
+        await self.sync()
+        await self.flush()
+        raw: Any = await self._call(self.client.hgetall(self.prefix + "m"))
+        procs: Any = await self._call(self.client.hgetall(self.prefix + "procs"))
+        total = Metrics()
+        total.add({k.decode(): float(v) for k, v in raw.items()})
+        held, in_flight, now = len(self.held), self.in_flight, self.wall()
+        for name, value in procs.items():
+            if name.decode() == self.origin:
+                continue
+            try:
+                h, f, seen = value.decode().split()
+            except ValueError:
+                continue
+            if now - float(seen) < 5.0:
+                held, in_flight = held + int(h), in_flight + int(f)
+        return total.render(
+            rules=len(self.engine.rules), journal=len(self.mirror), held=held, in_flight=in_flight
+        )
+
+
+def _shown(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (
+            f":{parts.port}" if parts.port else ""
+        )
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    except ValueError:
+        return "<unparseable URL>"
