@@ -63,10 +63,6 @@ def _completion(entry: Entry) -> str:
     )
 
 
-def clear_record(session: str | None, mark: int) -> str:
-    return json.dumps(["x", session, mark], separators=(",", ":"))
-
-
 class MirrorJournal(Journal):
     """The shared journal as this process sees it; ``outbox`` holds the records to ship.
 
@@ -116,9 +112,26 @@ class MirrorJournal(Journal):
     # -- records from the stream ----------------------------------------------------------------
 
     def apply(self, raw: str | bytes) -> None:
-        """Merge one record another process wrote; malformed ones are skipped."""
+        """Merge one record another process wrote (JSON); malformed ones are skipped."""
         try:
-            record: list[Any] = json.loads(raw)
+            record = json.loads(raw)
+        except ValueError:
+            return
+        self.apply_record(record)
+
+    def apply_batch(self, raw: str | bytes) -> None:
+        """Merge a batch of records (a JSON array of them) another process wrote."""
+        try:
+            records = json.loads(raw)
+        except ValueError:
+            return
+        if isinstance(records, list):
+            for record in records:
+                self.apply_record(record)
+
+    def apply_record(self, record: Any) -> None:
+        """Merge one decoded record; malformed ones are skipped."""
+        try:
             kind = record[0]
             if kind == "a":
                 self._insert(self._entry(record))

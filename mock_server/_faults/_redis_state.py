@@ -296,7 +296,9 @@ class RedisFaultState(FaultState):
         self.session_ttl = session_ttl
         self.max_sessions = max_sessions
         self.flush_s = flush_s
+        # Records the stream keeps (about: it is trimmed by entries, each a batch of records).
         self._stream_cap = 2 * journal_size + 1000
+        self._batch = 1.0
         self._version = ""
         self._epoch = 0
         self._entries: list[tuple[Rule, int, float]] = []
@@ -661,6 +663,9 @@ class RedisFaultState(FaultState):
                 continue
             self._last_id = sid
             if own or fields.get(b"o") != origin:
+                batch = fields.get(b"b")
+                if batch is not None:
+                    mirror.apply_batch(batch)
                 record = fields.get(b"r")
                 if record is not None:
                     mirror.apply(record)
@@ -697,9 +702,13 @@ class RedisFaultState(FaultState):
         records, mirror.outbox = mirror.outbox, []
         counts = self.metrics.drain()
         pipe = self.client.pipeline(transaction=False)
-        key = self.prefix + "j"
-        for record in records:
-            pipe.xadd(key, {"o": self.origin, "r": record}, maxlen=self._stream_cap, approximate=True)
+        if records:
+            # One stream entry per batch: every process reads every entry back, so per-record
+            # entries would cost each of them a parse per request.
+            self._batch = 0.9 * self._batch + 0.1 * len(records)
+            maxlen = int(self._stream_cap / max(1.0, self._batch)) + 100
+            batch = "[" + ",".join(records) + "]"
+            pipe.xadd(self.prefix + "j", {"o": self.origin, "b": batch}, maxlen=maxlen, approximate=True)
         for field, value in counts.items():
             pipe.hincrbyfloat(self.prefix + "m", field, value)
         pipe.hset(self.prefix + "procs", self.origin, f"{len(self.held)} {self.in_flight} {self.wall()}")
