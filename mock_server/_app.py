@@ -53,6 +53,8 @@ def build(
         rate_limit=config.tenants[0].rate_limit.per_minute,
         clock=clock,
         wall=wall,
+        # With --state (or --workers), rules, counters, journal and metrics live in Redis too.
+        redis=getattr(config, "state", None) or None,
     )
     return (layer if origins is None else Cors(layer, origins)), api
 
