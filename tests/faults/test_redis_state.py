@@ -192,7 +192,8 @@ def _requests() -> list[tuple[str, str, str | None]]:
     for i in range(72):
         method = "POST" if i % 4 == 1 else "GET"
         path = ("/a1", "/b", "/c", "/a2")[i % 4 if i % 5 else 1]
-        session = (None, "s1", "s2")[i % 3]
+        # Each session's requests go through every process in turn (the layer is i % n).
+        session = (None, "s1", "s2")[(i // 2) % 3]
         out.append((method, path, session))
     return out
 
@@ -313,6 +314,8 @@ def test_metrics_are_summed_over_processes(url: str) -> None:
             for _ in range(4):
                 await call(b, "GET", "/m")
             await call(b, "GET", "/m", [("x-mock-fault", "status=418")])
+            status, _, body = await call(a, "GET", "/m", [("x-mock-fault", "nonsense=1")])
+            assert status == 400 and json.loads(body)["error"]["code"] == "bad_request"
             for layer in (a, b):
 
                 async def summed(layer: FaultLayer = layer) -> bool:
@@ -399,5 +402,26 @@ def test_a_clean_close_writes_the_queued_records(url: str) -> None:
             counted = json.loads((await admin(fresh, "GET", "/__admin/requests/count", query="path=/q"))[2])
             assert counted["count"] == 5
             assert all(e.completed for e in fresh.journal)
+
+    run(go)
+
+
+def test_sessions_with_counters_are_bounded(url: str) -> None:
+    async def go() -> None:
+        rules = {"rules": [{"id": "every", "fault": {"type": "latency", "fixed_ms": 0.1}}]}
+        cluster = Cluster(url, 2, rules, max_sessions=3, session_ttl=60.0)
+        async with cluster as (a, b):
+            for i in range(8):
+                await call((a, b)[i % 2], "GET", "/s", [("x-mock-session", f"client-{i}")])
+            client = aioredis.Redis.from_url(url)
+            try:
+                epoch = a.state._epoch  # type: ignore[attr-defined]
+                kept = await client.zrange(f"{cluster.prefix}z:{epoch}", 0, -1)
+                assert kept == [b"sclient-5", b"sclient-6", b"sclient-7"]
+                assert not await client.exists(f"{cluster.prefix}c:{epoch}:sclient-0")
+                ttl = await client.pttl(f"{cluster.prefix}c:{epoch}:sclient-7")
+                assert 0 < ttl <= 60_000
+            finally:
+                await client.aclose()
 
     run(go)
