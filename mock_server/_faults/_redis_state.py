@@ -50,6 +50,7 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
@@ -341,18 +342,26 @@ class RedisFaultState(FaultState):
             raise StateUnavailable(self.where) from exc
 
     async def _script(self, name: str, *args: str | int | float) -> Any:
-        client = self.client
-        sha = self._shas.get(name)
         try:
-            if sha is None:
-                sha = self._shas[name] = await client.script_load(_SCRIPTS[name])
             try:
-                return await client.evalsha(sha, 0, self.prefix, *args)
-            except NoScriptError:  # Redis restarted, or its script cache was flushed
-                self._shas[name] = sha = await client.script_load(_SCRIPTS[name])
-                return await client.evalsha(sha, 0, self.prefix, *args)
+                return await self._evalsha(name, args)
+            except RedisConnectionError:
+                # A pooled connection to a Redis that restarted fails once, when read: the
+                # command never reached the new server. Once more, on a fresh connection.
+                return await self._evalsha(name, args)
         except (RedisError, OSError) as exc:
             raise StateUnavailable(self.where) from exc
+
+    async def _evalsha(self, name: str, args: tuple[str | int | float, ...]) -> Any:
+        client = self.client
+        sha = self._shas.get(name)
+        if sha is None:
+            sha = self._shas[name] = await client.script_load(_SCRIPTS[name])
+        try:
+            return await client.evalsha(sha, 0, self.prefix, *args)
+        except NoScriptError:  # Redis restarted, or its script cache was flushed
+            self._shas[name] = sha = await client.script_load(_SCRIPTS[name])
+            return await client.evalsha(sha, 0, self.prefix, *args)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -771,12 +780,26 @@ class RedisFaultState(FaultState):
         await self._call(self.client.delete(reply))
         return released
 
+    async def _resubscribe(self) -> None:
+        old, self._pubsub = self._pubsub, self.client.pubsub()
+        try:
+            await old.aclose()
+        except (RedisError, OSError):
+            pass
+        try:
+            await self._pubsub.subscribe(self.prefix + "ev")
+        except (RedisError, OSError):
+            pass  # still gone: the next get_message fails and this runs again
+
     async def _listen_forever(self) -> None:
         while not self._closing:
             try:
                 message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-            except (RedisError, OSError):
+            except (RedisError, OSError, RuntimeError):
+                # The subscription died with its connection (Redis restarted), or a resubscription
+                # failed (RuntimeError: not subscribed): subscribe anew.
                 await asyncio.sleep(0.1)
+                await self._resubscribe()
                 continue
             if message is None or message.get("type") != "message":
                 continue

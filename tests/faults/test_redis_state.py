@@ -345,10 +345,21 @@ def _true(value: bool) -> Awaitable[bool]:
 
 def test_redis_lost_mid_run_is_a_503_then_everything_recovers(redis_outage: Any) -> None:
     url = f"redis://{redis_outage.host}:{redis_outage.port}/0"
-    rules = {"rules": [{"id": "third", "every_nth": 3, "fault": {"type": "status", "status": 502}}]}
+    rules = {
+        "rules": [
+            {"id": "hang", "match": {"path": "/slow"}, "fault": {"type": "latency", "fixed_ms": 30000}},
+            {
+                "id": "third",
+                "match": {"path": "/r"},
+                "every_nth": 3,
+                "fault": {"type": "status", "status": 502},
+            },
+        ]
+    }
 
     async def go() -> None:
-        async with Cluster(url, 2, rules) as (a, b):
+        cluster = Cluster(url, 2, rules)
+        async with cluster as (a, b):
             assert [(await call(x, "GET", "/r"))[0] for x in (a, b)] == [200, 200]
             await a.state.flush()
             redis_outage.stop()
@@ -375,10 +386,26 @@ def test_redis_lost_mid_run_is_a_503_then_everything_recovers(redis_outage: Any)
                 await client.aclose()
             assert [(await call(x, "GET", "/r"))[0] for x in (a, b, a)] == [200, 200, 502]
             listed = json.loads((await admin(b, "GET", "/__admin/faults"))[2])
-            assert [r["id"] for r in listed["rules"]] == ["third"]
+            assert [r["id"] for r in listed["rules"]] == ["hang", "third"]
             await until(lambda: _counted(a, "", 7))
             seqs = [e.seq for e in a.journal]
             assert seqs == sorted(set(seqs))
+
+            # Both subscribed again: a reset through a releases what b holds.
+            client = aioredis.Redis.from_url(url)
+            try:
+
+                async def subscribed() -> bool:
+                    channels = await client.pubsub_numsub(cluster.prefix + "ev")
+                    return bool(channels[0][1] == 2)
+
+                await until(subscribed)
+            finally:
+                await client.aclose()
+            held = asyncio.ensure_future(call(b, "GET", "/slow"))
+            await until(lambda: _true(b.held == 1))
+            assert json.loads((await admin(a, "POST", "/__admin/reset"))[2])["held_requests_cancelled"] == 1
+            assert (await asyncio.wait_for(held, 2))[0] == 503
 
     run(go)
 
