@@ -89,7 +89,8 @@ class MirrorJournal(Journal):
 
     def next_seq(self) -> int:
         """One past the highest sequence number seen (the shared counter gives the real ones)."""
-        self._seq = max(self._seq, max(self._by_seq, default=0)) + 1
+        # Entries are in sequence order: the last has the highest.
+        self._seq = max(self._seq, self._entries[-1].seq if self._entries else 0) + 1
         return self._seq
 
     # -- this process's requests ----------------------------------------------------------------
