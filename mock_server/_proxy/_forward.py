@@ -259,8 +259,15 @@ class Forwarder:
             await send({"type": "http.response.body", "body": whole, "more_body": False})
             return
         more = True
+        client = _transport.transport_of(scope, send)
         try:
             async for chunk in answer.body():
+                if client is not None and client.is_closing():
+                    # The client left: uvicorn would drop the rest unsent, so stop reading it (the
+                    # upstream connection is closed, not kept, as the answer was not read whole).
+                    if exchange is not None:
+                        exchange.finish(complete=False)
+                    return
                 if exchange is not None:
                     exchange.response_body(chunk)
                 # The last piece ends the answer itself: one ASGI message (and write) fewer.
@@ -271,9 +278,8 @@ class Forwarder:
             # a short body for a whole one.
             if exchange is not None:
                 exchange.finish(complete=False)
-            transport = _transport.transport_of(scope, send)
-            if transport is not None:
-                _transport.close(transport)
+            if client is not None:
+                _transport.close(client)
             return
         if exchange is not None:
             exchange.finish(complete=True)

@@ -82,3 +82,29 @@ def test_answer_without_a_body_on_a_broken_upstream_is_a_502(
     assert json.loads(answer.body)["error"]["code"] == "upstream_unavailable"
     # The proxy is still up.
     assert raw_request(proxy.port, "GET", "/__admin/requests/count").status == 200
+
+
+def test_a_client_that_leaves_mid_body_stops_the_upstream_download(
+    raw_server: Callable[[Callable[[socket.socket], None]], RawServer], front: Callable[..., FrontThread]
+) -> None:
+    stopped = threading.Event()
+    sent = [0]
+
+    def endless(conn: socket.socket) -> None:
+        read_head(conn)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (10 * 2**30))
+        try:
+            while sent[0] < 10 * 2**30:
+                conn.sendall(b"x" * 65536)
+                sent[0] += 65536
+        except OSError:
+            stopped.set()
+
+    upstream = raw_server(endless)
+    proxy = front(upstream=upstream.url)
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        sock.sendall(b"GET /endless HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(65536)
+    # The proxy closes its upstream connection soon after: far from 10 GiB were sent.
+    assert stopped.wait(5)
+    assert sent[0] < 2**30
