@@ -8,6 +8,7 @@ header of its own to a proxied answer, which carries the upstream's.
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .._admin_client import AdminClient
 from .._config import ServerConfig
 from .._faults import FaultLayer, RuleSet, load_rules, preset
+from .._ids import new_request_id
 from .._tenants import RateLimit
 from ..exceptions import ConfigError
 from ._forward import Forwarder, error_response
@@ -194,8 +196,6 @@ class ReplayAdmin:
             await self.layer(scope, receive, send)
             return
         method = scope["method"]
-        from .._ids import new_request_id
-
         rid = new_request_id()
         if path == "/__admin/replay" and method == "GET":
             await _json(send, 200, self._info())
@@ -222,8 +222,6 @@ class ReplayAdmin:
 
 
 async def _json(send: Send, status: int, data: Any) -> None:
-    import json
-
     body = json.dumps(data).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -252,11 +250,9 @@ class FrontThread:
     tests and the pytest fixtures). Use as a context manager, or :meth:`start` and :meth:`stop`."""
 
     def __init__(self, config: ProxyConfig | ReplayConfig) -> None:
-        from dataclasses import replace
-
         from .._server import Server
 
-        self.config = replace(config, port=config.port if config.port else 0)
+        self.config = config
         self.built = (
             build_proxy(self.config) if isinstance(self.config, ProxyConfig) else build_replay(self.config)
         )
