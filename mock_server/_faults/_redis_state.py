@@ -61,12 +61,15 @@ from ._metrics import Metrics
 from ._mirror import MirrorJournal
 from ._model import Fault, Rule, RuleSet
 from ._parse import parse_rule
+from ._random import draws
 from ._state import FaultState, OnReset, RuleExists, StateUnavailable
 
 T = TypeVar("T")
 
-#: How far ahead of the last counter value it saw a process sends probability outcomes.
+#: How far ahead of the last counter value it saw a process sends probability outcomes, beyond
+#: one per request of its own already on the way for the same rule and session.
 _WINDOW = 2
+_MAX_OUTCOMES = 100_000
 _MAX_ATTEMPTS = 8
 
 # ARGV: prefix, version, epoch, session tag ('-' none, else 's' + session), now_ms, ttl_ms,
@@ -244,6 +247,39 @@ def _stream_id(raw: Any) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
+class _Outcomes:
+    """What a process knows of one rule's counter in one session: the last value it saw, its own
+    requests on their way, and the probability outcomes of the values from there (each drawn
+    once: ``bits[i]`` is for the value ``start + 1 + i``)."""
+
+    __slots__ = ("seen", "flying", "start", "bits", "seed")
+
+    def __init__(self) -> None:
+        self.seen = 0
+        self.flying = 0
+        self.start = 0
+        self.bits = ""
+        self.seed: int | None = None
+
+    def window(self, seed: int, rule: Rule, session: str | None, width: int) -> str:
+        """Whether the draw lets the rule fire, for the ``width`` values after ``seen``."""
+        base = self.seen
+        if seed != self.seed or not self.start <= base <= self.start + len(self.bits):
+            self.seed, self.start, self.bits = seed, base, ""
+        elif base > self.start:
+            self.bits = self.bits[base - self.start :]
+            self.start = base
+        missing = width - len(self.bits)
+        if missing > 0:
+            first = self.start + len(self.bits) + 1
+            p = rule.probability
+            self.bits += "".join(
+                "1" if draws(seed, rule.id, session, n, "p")[0] < p else "0"
+                for n in range(first, first + missing)
+            )
+        return self.bits[:width]
+
+
 class RedisFaultState(FaultState):
     """The fault state shared through Redis by every process pointed at the same ``prefix``.
 
@@ -303,7 +339,7 @@ class RedisFaultState(FaultState):
         self._version = ""
         self._epoch = 0
         self._entries: list[tuple[Rule, int, float]] = []
-        self._guess: dict[tuple[str, str], int] = {}
+        self._outcomes: dict[tuple[str, str], _Outcomes] = {}
         self._last_id = (0, 0)
         self._shas: dict[str, str] = {}
         self._started = False
@@ -577,11 +613,11 @@ class RedisFaultState(FaultState):
                 self.max_sessions,
             ]
             candidates: list[tuple[Rule, str]] = []
+            flying: list[_Outcomes] = []
             if header_fault is not None:
                 args += ["h", 0]
             else:
                 gens = {r.id: gen for r, gen, _ in self._entries}
-                width = _WINDOW << attempt
                 for rule in engine.matching(method, path, tenant, session, headers):
                     key = f"{rule.id}#{gens.get(rule.id, 0)}"
                     candidates.append((rule, key))
@@ -590,18 +626,27 @@ class RedisFaultState(FaultState):
                     args += [key, rule.after, rule.every_nth or 0, -1 if rule.times is None else rule.times]
                     args.append(_plan(rule))
                     if rule.probability < 1.0:
-                        base = self._guess.get((key, sess), 0)
-                        args += [base, self._window(rule, session, base, width)]
+                        outcomes = self._outcomes_of(key, sess)
+                        # Requests of this process on their way for the same counter may take the
+                        # next values first: the window reaches past them.
+                        width = (_WINDOW + outcomes.flying) << attempt
+                        args += [outcomes.seen, outcomes.window(self.seed, rule, session, width)]
+                        outcomes.flying += 1
+                        flying.append(outcomes)
                     else:
                         args += [-1, ""]
-            result = await self._script("arrive", *args)
+            try:
+                result = await self._script("arrive", *args)
+            finally:
+                for outcomes in flying:
+                    outcomes.flying -= 1
             tag = result[0]
             if tag == b"stale":
                 await self._load_rules()
                 continue
             if tag == b"miss":
                 rule, key = candidates[int(result[1]) - 1]
-                self._remember(key, sess, int(result[2]))
+                self._outcomes_of(key, sess).seen = int(result[2])
                 continue
             seq = int(result[1])
             if header_fault is not None:
@@ -618,20 +663,13 @@ class RedisFaultState(FaultState):
             await self.start()
         return int(await self._call(self.client.incr(self.prefix + "seq")))
 
-    def _window(self, rule: Rule, session: str | None, base: int, width: int) -> str:
-        from ._random import draws
-
-        p = rule.probability
-        return "".join(
-            "1" if draws(self.seed, rule.id, session, n, "p")[0] < p else "0"
-            for n in range(base + 1, base + width + 1)
-        )
-
-    def _remember(self, key: str, sess: str, n: int) -> None:
-        guess = self._guess
-        if len(guess) >= 100_000:
-            guess.clear()
-        guess[(key, sess)] = n
+    def _outcomes_of(self, key: str, sess: str) -> _Outcomes:
+        found = self._outcomes.get((key, sess))
+        if found is None:
+            if len(self._outcomes) >= _MAX_OUTCOMES:
+                self._outcomes.clear()
+            found = self._outcomes[(key, sess)] = _Outcomes()
+        return found
 
     def _decision(
         self, candidates: list[tuple[Rule, str]], counts: list[Any], session: str | None, sess: str
@@ -642,7 +680,8 @@ class RedisFaultState(FaultState):
             rule, key = candidates[i // 2]
             n = int(counts[i])
             if rule.probability < 1.0:
-                self._remember(key, sess, n)
+                outcomes = self._outcomes_of(key, sess)
+                outcomes.seen = max(outcomes.seen, n)
             if not int(counts[i + 1]):
                 continue
             fired.append(rule.id)
