@@ -23,6 +23,7 @@ limit per exchange in flight.
 from __future__ import annotations
 
 import base64
+import importlib.metadata
 import json
 import os
 import re
@@ -276,10 +277,24 @@ def iso(wall: float) -> str:
 # -- the writer -------------------------------------------------------------------------------------
 
 
+def _dumps(entry: Mapping[str, Any]) -> bytes:
+    return json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("resonance-harness")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - run from a checkout
+        return "0"
+
+
+_VERSION = _version()
+
+
 class HarWriter:
     """Appends entries to a HAR file, each one complete in the file when :meth:`append` returns."""
 
-    def __init__(self, path: str | Path, *, creator: str = "mock-server", version: str = "1") -> None:
+    def __init__(self, path: str | Path, *, creator: str = "mock-server", version: str = _VERSION) -> None:
         self.path = Path(path)
         previous: list[dict[str, Any]] = []
         if self.path.exists() and self.path.stat().st_size > 0:
@@ -287,16 +302,24 @@ class HarWriter:
         head = {"log": {"version": "1.2", "creator": {"name": creator, "version": version}, "pages": []}}
         # The head without its closing braces, then the entries array as the last member.
         prefix = json.dumps(head, separators=(",", ":"))[:-2].encode() + b',"entries":['
+        pieces = [prefix]
+        for i, entry in enumerate(previous):
+            pieces.append((b",\n" if i else b"\n") + _dumps(entry))
+        start = b"".join(pieces)
+        # The file as it starts (with the entries of an earlier recording, if any) is written
+        # aside and then put in place: a kill meanwhile leaves the old file as it was.
+        aside = self.path.with_name(self.path.name + ".tmp")
         try:
-            self._file = open(self.path, "wb", buffering=0)  # noqa: SIM115 - kept open while recording
+            with open(aside, "wb") as out:
+                out.write(start + TAIL)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(aside, self.path)
+            self._file = open(self.path, "r+b", buffering=0)  # noqa: SIM115 - kept open while recording
         except OSError as exc:
             raise HarError(f"{self.path}: cannot write the recording: {exc.strerror or exc}") from None
-        self._write_all(prefix)
-        self._end = len(prefix)
-        self.count = 0
-        self._write_all(TAIL)
-        for entry in previous:
-            self.append(entry)
+        self._end = len(start)
+        self.count = len(previous)
 
     def _write_all(self, data: bytes) -> None:
         view = memoryview(data)
@@ -305,8 +328,7 @@ class HarWriter:
             view = view[written or 0 :]
 
     def append(self, entry: Mapping[str, Any]) -> None:
-        data = json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        piece = (b",\n" if self.count else b"\n") + data
+        piece = (b",\n" if self.count else b"\n") + _dumps(entry)
         self._file.seek(self._end)
         self._write_all(piece + TAIL)
         self._end += len(piece)
