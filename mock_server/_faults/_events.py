@@ -93,7 +93,7 @@ def entry_json(e: Entry) -> str:
         f'"rule":{_str(e.rule)},"rules":[{",".join(_text(r) for r in e.rules)}],'
         f'"injected_delay_ms":{round(e.injected_delay_s * 1000.0, 3)!r},"duration_ms":{_num(duration)},'
         f'"retry_after_s":{_num(e.retry_after_s)},"ratelimit_remaining":'
-        f'{"null" if e.ratelimit_remaining is None else e.ratelimit_remaining},'
+        f"{'null' if e.ratelimit_remaining is None else e.ratelimit_remaining},"
         f'"ratelimit_reset_at":{_num(e.ratelimit_reset_at)}}}'
     )
 
@@ -218,6 +218,11 @@ class _EventStream(Response):
         self._cursor: tuple[float, int] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("method") == "HEAD":
+            # The headers a GET would get, and no stream to hold open.
+            await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
         hub = self.hub
         # Subscribe and take the replay in one step (no await between): nothing completes unseen.
         subscriber = hub._subscribe(self.filter)

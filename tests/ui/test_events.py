@@ -346,3 +346,9 @@ def test_the_fast_encoding_rounds_times_as_the_journal_does() -> None:
         # Fractions of every kind, including those that round up into the next second.
         entry.arrived_at = 1795773519.0 + i * 0.000333333 + (0.9999995 if i % 7 == 0 else 0.0)
         assert entry_json(entry) == json.dumps(entry.to_dict(), separators=(",", ":")), entry.arrived_at
+
+
+def test_head_answers_the_headers_and_holds_nothing_open(fake: ServerThread) -> None:
+    r = requests.head(f"{fake.url}/__admin/events", timeout=5)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    assert hub_of(fake).clients == 0
