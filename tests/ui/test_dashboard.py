@@ -271,6 +271,9 @@ def test_docs_render_both_documents_from_the_fake_alone(watched: Watched, fake: 
 
 def test_no_request_leaves_the_machine_and_nothing_is_logged(watched: Watched, fake: ServerThread) -> None:
     page = _open(watched, fake)
+    page.click("#token-button")  # without a token to give, the dialog can be dismissed
+    page.click("#token-cancel")
+    expect(page.locator("#token-dialog")).to_be_hidden()
     requests.get(f"{fake.url}/health", timeout=5)
     expect(page.locator("#requests-body tr")).to_have_count(1, timeout=5000)
     page.wait_for_timeout(500)

@@ -60,9 +60,13 @@ function errorText(data) {
 
 // -- the token ----------------------------------------------------------------------------------
 
-function askToken(message) {
-  state.locked = true;
-  setConn("locked", "admin token needed");
+// A refused call locks the page until a token is given; the header's button only offers to change it.
+function askToken(message, optional) {
+  if (!optional) {
+    state.locked = true;
+    setConn("locked", "admin token needed");
+  }
+  $("token-cancel").hidden = !optional;
   $("token-error").textContent = message || "";
   $("token-dialog").hidden = false;
   $("token-input").focus();
@@ -79,7 +83,8 @@ $("token-form").addEventListener("submit", (ev) => {
   state.locked = false;
   start();
 });
-$("token-button").addEventListener("click", () => askToken(""));
+$("token-button").addEventListener("click", () => askToken("", !state.locked));
+$("token-cancel").addEventListener("click", () => { $("token-dialog").hidden = true; });
 
 // -- the event stream ---------------------------------------------------------------------------
 
