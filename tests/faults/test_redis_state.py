@@ -14,6 +14,7 @@ import asyncio
 import json
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -450,5 +451,27 @@ def test_sessions_with_counters_are_bounded(url: str) -> None:
                 assert 0 < ttl <= 60_000
             finally:
                 await client.aclose()
+
+    run(go)
+
+
+def test_concurrent_requests_through_two_processes_fire_as_often_as_in_one(url: str) -> None:
+    rules = {
+        "seed": 11,
+        "rules": [
+            {"id": "p", "probability": 0.3, "fault": {"type": "status", "status": 503}},
+            {"id": "nth", "every_nth": 4, "fault": {"type": "status", "status": 502}},
+        ],
+    }
+
+    async def go() -> None:
+        one = FaultLayer(api, rules=parse_rules(rules))
+        alone = Counter([(await call(one, "GET", "/c"))[0] for _ in range(60)])
+        async with Cluster(url, 2, rules) as (a, b):
+            # Many at once: each process sends the arrivals of a turn in one pipeline, with
+            # windows past its own requests on their way.
+            statuses = await asyncio.gather(*(call((a, b)[i % 2], "GET", "/c") for i in range(60)))
+        assert Counter(s for s, _, _ in statuses) == alone
+        assert alone[503] and alone[502] and alone[200]
 
     run(go)
