@@ -10,7 +10,8 @@ after later ones). A client that reconnects with ``Last-Event-ID: N`` gets every
 that completed after request N did (the browser's EventSource sends that header by itself): the
 journal is the replay buffer, nothing is lost while it still holds them. When N is no longer in
 the journal (a reset cleared it, or it was pushed out), the stream says so with an ``event: gap``
-and replays every completed request after N by sequence number.
+and replays every completed request after N by sequence number (every one, when N is past the
+newest: an id from before the fake restarted).
 
 Memory is bounded per client: a reader that falls ``buffer`` events behind has its queue dropped
 and is caught up from the journal once it reads again, the way a reconnect would. Events are
@@ -260,9 +261,12 @@ class _EventStream(Response):
         done = self.hub._completed(subscriber)
         anchor = next((e for e in done if e.seq == last_id), None)
         if anchor is None:
-            later = sorted((e for e in done if e.seq > last_id), key=_finished)
-            oldest = min((e.seq for e in self.hub.journal), default=None)
-            gap = _comment_event("gap", {"last_event_id": last_id, "oldest_seq": oldest})
+            seqs = [e.seq for e in self.hub.journal]
+            # Sequence numbers only grow, so an id past the newest is from before a restart of
+            # the fake: everything here is news to the client.
+            since = last_id if seqs and max(seqs) >= last_id else 0
+            later = sorted((e for e in done if e.seq > since), key=_finished)
+            gap = _comment_event("gap", {"last_event_id": last_id, "oldest_seq": min(seqs, default=None)})
             return itertools.chain((gap,), self._sent(later))
         self._cursor = (_finished(anchor), anchor.seq)
         return self._catch_up(subscriber, done)

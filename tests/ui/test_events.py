@@ -352,3 +352,17 @@ def test_head_answers_the_headers_and_holds_nothing_open(fake: ServerThread) -> 
     r = requests.head(f"{fake.url}/__admin/events", timeout=5)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
     assert hub_of(fake).clients == 0
+
+
+def test_an_id_from_before_a_restart_replays_everything_the_journal_holds(fake: ServerThread) -> None:
+    for i in range(2):
+        _get(fake, f"/health?i={i}")
+    stream = Sse(f"{fake.url}/__admin/events", headers={"Last-Event-ID": "987654"})
+    try:
+        blocks = stream.blocks()
+        first = next(b for b in blocks if b["event"] != "message" or b["data"] is not None)
+        replay = stream.requests(2)
+    finally:
+        stream.close()
+    assert first["event"] == "gap"
+    assert [e["data"]["query"] for e in replay] == ["i=0", "i=1"]
