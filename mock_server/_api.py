@@ -62,7 +62,11 @@ class Api:
         self.wall = wall
         self.directory = TenantDirectory(config.tenants)
         self.auth = Authenticator(
-            self.directory, token_ttl=config.token_ttl, signature_window=config.signature_window, wall=wall
+            self.directory,
+            token_ttl=config.token_ttl,
+            signature_window=config.signature_window,
+            wall=wall,
+            tenant_in_token=config.state is not None,
         )
         self.limiter = RateLimiter(retry_after_format=config.retry_after_format, clock=clock, wall=wall)
         self.auth_failures = FailureLimiter(config.auth_failure_limit, clock=clock)

@@ -182,3 +182,21 @@ def test_the_same_seed_and_sequence_give_the_same_schedule_with_1_worker_or_3(
         conn.close()
     assert set(expected) > {200}
     assert got == expected
+
+
+def test_a_rule_for_a_tenant_matches_a_token_another_process_issued(conns: list[Conn]) -> None:
+    """The other fake has never seen the token when its first request arrives: the rule still
+    matches the token's tenant (and the request is then authenticated through Redis)."""
+    a, _, _, far = conns
+    form = b"grant_type=client_credentials&client_id=acme-client&client_secret=acme-secret"
+    status, _, body = a("POST", "/oauth/token", form, {"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 200
+    bearer = {"Authorization": f"Bearer {body['access_token']}", "X-Mock-Session": "tenant-rule"}
+    rule = {"id": "acme-down", "match": {"tenant": "acme"}, "fault": {"type": "status", "status": 502}}
+    assert admin(a, "POST", "/faults", rule)[0] == 201
+    try:
+        assert far("GET", "/profiles", headers=bearer)[0] == 502
+        assert far("GET", "/profiles", headers={"X-API-Key": "demo-key"})[0] == 200
+    finally:
+        assert admin(a, "DELETE", "/faults/acme-down")[0] == 204
+    assert far("GET", "/profiles", headers=bearer)[0] == 200
