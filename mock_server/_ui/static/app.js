@@ -567,6 +567,7 @@ async function refreshRules() {
     body.appendChild(tr);
   }
   $("rules-empty").hidden = state.rules.length > 0;
+  drawRuleBars();
   const disabled = parked.ok ? parked.data.rules : [];
   $("disabled-box").hidden = !disabled.length;
   const dbody = $("disabled-body");
