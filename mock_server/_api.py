@@ -107,6 +107,8 @@ class Api:
         self._health_second = -1
         self._health_body = b""
         self._tasks: set[asyncio.Task[None]] = set()
+        # As long as a signature's timestamp can be inside the window, either side of now.
+        self._replay_ttl = 2 * config.signature_window + 1
 
     # -- application ---------------------------------------------------------------------
     def app(self) -> Starlette:
@@ -257,6 +259,10 @@ class Api:
                     except WrongCredential:
                         self.auth_failures.failed(host)
                         raise
+                    signature = headers.get("x-signature")
+                    # A signature used through another process is a replay here too.
+                    if signature is not None and not await state.first_use(signature, self._replay_ttl):
+                        raise ApiError(401, "this request signature was already used (replay)")
                     ticket = Ticket(
                         principal.credential, headers.get("x-mock-session"), principal.tenant.rate_limit
                     )

@@ -75,6 +75,11 @@ class ApiState(ABC):
         """The key every fake on this state signs page cursors with: the first one proposed."""
         return proposed
 
+    async def first_use(self, signature: str, ttl: int) -> bool:
+        """Whether no process has seen this request signature within ``ttl`` seconds (a shared
+        state remembers it for all of them; the embedded authenticator does on its own)."""
+        return True
+
     # -- rate limits ---------------------------------------------------------------------
     @abstractmethod
     async def admit(self, ticket: Ticket) -> Verdict:

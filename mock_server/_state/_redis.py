@@ -288,6 +288,9 @@ class RedisState(ApiState):
         except (RedisError, OSError) as exc:
             raise state_unavailable(self._where) from exc
 
+    async def first_use(self, signature: str, ttl: int) -> bool:
+        return await self._cmd("SET", f"{PREFIX}sig:{_digest(signature)}", 1, "NX", "EX", ttl) is not None
+
     # -- rate limits ---------------------------------------------------------------------
     async def admit(self, ticket: Ticket) -> Verdict:
         try:

@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from mock_server import ServerThread
+from mock_server._auth import sign
 from mock_server._config import ServerConfig
 from mock_server._tenants import DEFAULT_TENANTS, RateLimit, Tenant
 from mock_server._workers import Workers
@@ -205,3 +206,20 @@ def test_kill_9_of_a_worker_or_a_fake_loses_no_acknowledged_write(
     assert victim not in pool.pids
     for conn in fresh:
         conn.close()
+
+
+def test_a_signature_used_through_one_process_is_a_replay_on_every_other(
+    conns: list[Conn], other: ServerThread
+) -> None:
+    a, b, _ = conns
+    stamp = str(int(time.time()))
+    signed = {
+        "X-Timestamp": stamp,
+        "X-Signature": sign("demo-signing-secret", "GET", "/profiles?limit=1", stamp, b""),
+    }
+    assert a("GET", "/profiles?limit=1", headers=signed)[0] == 200
+    far = Conn(other.url)
+    for conn in (b, far):
+        status, _, body = conn("GET", "/profiles?limit=1", headers=signed)
+        assert (status, body["error"]["message"]) == (401, "this request signature was already used (replay)")
+    far.close()
