@@ -56,6 +56,7 @@ from redis.retry import Retry
 
 from .._untrusted import session_id
 from ._engine import HEADER_RULE, Decision, HeaderSource
+from ._errors import FaultConfigError
 from ._journal import Journal
 from ._metrics import Metrics
 from ._mirror import MirrorJournal
@@ -456,13 +457,19 @@ class RedisFaultState(FaultState):
         )
 
     def _adopt(self, version: Any, raw: Any) -> None:
-        data = json.loads(raw)
+        try:
+            data = json.loads(raw)
+            entries = [(parse_rule(d), int(gen), float(added)) for d, gen, added in data["rules"]]
+            seed, epoch = int(data["seed"]), int(data["epoch"])
+        except (ValueError, TypeError, KeyError, FaultConfigError) as exc:
+            # Another program (or another version of the fake) under the same prefix.
+            why = f"holds rules that are not this fake's at {self.prefix}rules ({exc})"
+            raise StateUnavailable(self.where, why) from None
         now, wall = self._clock(), self.wall()
-        entries = [(parse_rule(d), int(gen), float(added)) for d, gen, added in data["rules"]]
         self.engine.load((rule, now - max(0.0, wall - added)) for rule, _, added in entries)
-        self.engine.seed = int(data["seed"])
+        self.engine.seed = seed
         self._entries = entries
-        self._epoch = int(data["epoch"])
+        self._epoch = epoch
         self._version = version.decode() if isinstance(version, bytes) else str(version)
 
     async def _init_rules(self) -> None:
@@ -513,7 +520,7 @@ class RedisFaultState(FaultState):
             if version:
                 self._adopt(version, self._rules_json(entries, seed, epoch))
                 return
-        raise StateUnavailable(f"{self.where}: the rules kept changing under this process")
+        raise StateUnavailable(self.where, "kept changing the rules under this process; retry shortly")
 
     def _next_gen(self) -> int:
         return int(self._version or 0) + 1
@@ -660,7 +667,7 @@ class RedisFaultState(FaultState):
                     header_fault if header_fault.terminal else None, HEADER_RULE, delay, (HEADER_RULE,)
                 ), seq
             return self._decision(candidates, result[2:], session, sess), seq
-        raise StateUnavailable(f"{self.where}: the fault counters kept moving under this process")
+        raise StateUnavailable(self.where, "kept moving the fault counters under this process; retry shortly")
 
     async def _arrive_call(self, args: list[str | int | float]) -> Any:
         """The arrival script's answer for ``args``. Requests arriving in the same turn of the

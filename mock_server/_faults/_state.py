@@ -43,8 +43,8 @@ def resolve(fut: asyncio.Future[str], value: str) -> None:
 class StateUnavailable(Exception):
     """The shared fault state cannot be reached: the request is a 503 ``state_unavailable``."""
 
-    def __init__(self, where: str) -> None:
-        super().__init__(f"the shared fault state ({where}) cannot be reached; retry shortly")
+    def __init__(self, where: str, why: str = "cannot be reached; retry shortly") -> None:
+        super().__init__(f"the shared fault state ({where}) {why}")
         self.where = where
 
 

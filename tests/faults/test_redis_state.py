@@ -475,3 +475,39 @@ def test_concurrent_requests_through_two_processes_fire_as_often_as_in_one(url: 
         assert alone[503] and alone[502] and alone[200]
 
     run(go)
+
+
+def test_a_window_is_timed_from_when_the_rule_was_added_whichever_process_counts(url: str) -> None:
+    async def go() -> None:
+        async with Cluster(url, 2) as (a, b):
+            rule = {
+                "id": "later",
+                "window": {"start_s": 0.15, "duration_s": 30},
+                "fault": {"type": "status", "status": 503},
+            }
+            assert (await admin(a, "POST", "/__admin/faults", rule))[0] == 201
+            assert (await call(a, "GET", "/w"))[0] == 200
+            await asyncio.sleep(0.2)
+            # b learns of the rule only now, and times its window from when a added it.
+            assert [(await call(x, "GET", "/w"))[0] for x in (b, a)] == [503, 503]
+
+    run(go)
+
+
+def test_rules_another_program_left_under_the_prefix_are_a_503_not_a_crash(url: str) -> None:
+    async def go() -> None:
+        cluster = Cluster(url, 1)
+        async with cluster as (a,):
+            client = aioredis.Redis.from_url(url)
+            try:
+                await client.set(cluster.prefix + "rules", b"not json")
+                await client.incr(cluster.prefix + "v")
+            finally:
+                await client.aclose()
+            status, _, body = await call(a, "GET", "/x")
+            assert status == 503
+            assert f"{cluster.prefix}rules" in json.loads(body)["error"]["message"]
+            status, _, body = await admin(a, "GET", "/__admin/faults")
+            assert status == 503 and json.loads(body)["error"]["code"] == "state_unavailable"
+
+    run(go)
