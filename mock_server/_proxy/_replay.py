@@ -98,9 +98,15 @@ def recorded(index: int, entry: dict[str, Any]) -> Recorded | None:
     raw_body = _decode(content.get("text") or "", content.get("encoding"))
     stored_encoded = bool(content.get("_encoded"))
     headers: RawHeaders = []
+    # An answer to HEAD has no body to measure: the length it gave is the one to give.
+    head = request["method"].upper() == "HEAD"
     for name, value in _headers(response.get("headers")):
         key = name.lower().encode("latin-1", "replace")
-        if key.startswith(b":") or key in HOP_BY_HOP or key in _RECOMPUTED:
+        if (
+            key.startswith(b":")
+            or key in HOP_BY_HOP
+            or (key in _RECOMPUTED and not (head and key != b"date"))
+        ):
             continue
         if key == b"content-encoding" and not stored_encoded:
             continue
@@ -265,7 +271,7 @@ class Replay:
         out = [(k, v) for k, v in entry.headers if k != b"x-request-id"]
         out.append((b"x-request-id", rid.encode("latin-1", "replace")))
         content = b"" if method == "HEAD" else entry.content
-        if entry.status not in (204, 304) and not 100 <= entry.status < 200:
+        if entry.status not in (204, 304) and not 100 <= entry.status < 200 and entry.method != "HEAD":
             out.append((b"content-length", str(len(entry.content)).encode()))
         await send({"type": "http.response.start", "status": entry.status, "headers": out})
         await send({"type": "http.response.body", "body": content, "more_body": False})

@@ -52,6 +52,7 @@ def _record(proxy: FrontThread) -> dict[str, httpx.Response]:
         )
         seen["gzip"] = client.get("/gzip")
         seen["bytes"] = client.get("/bytes/300?seed=3")
+        seen["head"] = client.head("/bytes/300?seed=3")
         seen["uuid1"] = client.get("/uuid")
         seen["uuid2"] = client.get("/uuid")
         seen["status"] = client.get("/status/418")
@@ -78,7 +79,7 @@ def test_record_then_replay_with_the_upstream_stopped(
     assert base64.b64encode(f"alice:{SECRETS['basic_password']}".encode()).decode() not in text
     assert "REDACTED" in text
     entries = read_har(har).entries
-    assert len(entries) == 13 and not read_har(har).recovered
+    assert len(entries) == 14 and not read_har(har).recovered
 
     replay = front(har=str(har))
     with httpx.Client(base_url=replay.url) as client:
@@ -87,6 +88,8 @@ def test_record_then_replay_with_the_upstream_stopped(
             assert again.status_code == recorded[name].status_code, name
             assert again.content == recorded[name].content, name
         assert client.get("/bytes/300?seed=3").headers["content-type"] == "application/octet-stream"
+        head = client.head("/bytes/300?seed=3")
+        assert head.status_code == 200 and head.content == b"" and head.headers["content-length"] == "300"
         # Recorded in order, then the last one again.
         uuids = [client.get("/uuid").json()["uuid"] for _ in range(3)]
         first, second = recorded["uuid1"].json()["uuid"], recorded["uuid2"].json()["uuid"]
