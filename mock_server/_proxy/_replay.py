@@ -102,11 +102,8 @@ def recorded(index: int, entry: dict[str, Any]) -> Recorded | None:
     head = request["method"].upper() == "HEAD"
     for name, value in _headers(response.get("headers")):
         key = name.lower().encode("latin-1", "replace")
-        if (
-            key.startswith(b":")
-            or key in HOP_BY_HOP
-            or (key in _RECOMPUTED and not (head and key != b"date"))
-        ):
+        recomputed = key in _RECOMPUTED and not (head and key == b"content-length")
+        if key.startswith(b":") or key in HOP_BY_HOP or recomputed:
             continue
         if key == b"content-encoding" and not stored_encoded:
             continue
