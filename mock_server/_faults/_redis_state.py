@@ -30,8 +30,10 @@ sequence number. The probability draws stay the pure counter-keyed BLAKE2b draws
 ``_random``: the process sends the outcomes for the next few counter values (a window around
 the value it last saw), and the script asks again, writing nothing, when the real value falls
 outside it. So the same seed and the same sequence of requests give the same schedule with one
-process or several. Journal records and metrics are written in batches a few milliseconds
-apart (and on close); a process's own requests are in its journal at once.
+process or several. Arrivals that meet in one turn of the event loop share a pipeline (one
+write and one read for all of them). Journal records and metrics are written in batches a few
+milliseconds apart (one stream entry per batch) and on close; a process's own requests are in
+its journal at once, the others' within milliseconds.
 
 Redis unreachable: a request is a 503 ``state_unavailable`` (the layer answers it) and an admin
 call too; records not yet written stay queued, and everything resumes when Redis is back. If
