@@ -171,3 +171,19 @@ def test_workers_in_python_name_the_field() -> None:
         ServerThread(ServerConfig(db=":memory:", workers=2))
     with pytest.raises(ConfigError, match="^--workers: must be 1 or more, got 0"):
         Workers(ServerConfig(db=":memory:", workers=0))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://localhost:6379/0",
+        "rediss://user:pw@cache.example:6380/2",
+        "unix:///run/redis.sock?db=3",
+        "redis://h",
+    ],
+)
+def test_every_form_of_state_url_is_accepted(url: str) -> None:
+    from mock_server._state._connect import check_url, shown
+
+    assert check_url(url) == url
+    assert "pw" not in shown(url)
