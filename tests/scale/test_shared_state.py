@@ -4,8 +4,10 @@ property that held only within one process would fail."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -223,3 +225,27 @@ def test_a_signature_used_through_one_process_is_a_replay_on_every_other(
         status, _, body = conn("GET", "/profiles?limit=1", headers=signed)
         assert (status, body["error"]["message"]) == (401, "this request signature was already used (replay)")
     far.close()
+
+
+def test_concurrent_repeats_of_one_key_through_several_processes_have_one_effect(
+    conns: list[Conn], other: ServerThread
+) -> None:
+    far = Conn(other.url)
+    callers = [*conns, far]
+    keyed = {"X-API-Key": "demo-key", "Idempotency-Key": "race-1"}
+    answers: list[tuple[int, dict[str, str], Any]] = []
+    go = threading.Barrier(len(callers))
+
+    def post(conn: Conn) -> None:
+        go.wait()
+        answers.append(conn("POST", "/profiles", profile("raced"), keyed))
+
+    threads = [threading.Thread(target=post, args=(c,)) for c in callers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    far.close()
+    assert sorted(a[0] for a in answers) == [201] * 4  # one created it, the others replayed that
+    assert sum(a[1].get("idempotent-replayed") == "true" for a in answers) == 3
+    assert len({json.dumps(a[2], sort_keys=True) for a in answers}) == 1
