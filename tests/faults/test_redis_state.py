@@ -24,6 +24,7 @@ from pytest_redis import factories
 
 from mock_server._faults import FaultLayer, parse_rules
 from mock_server._faults._redis_state import RedisFaultState
+from mock_server._faults._state import StateUnavailable
 
 # A Redis of its own for the test that stops it: the shared one stays up for the others.
 redis_outage = factories.redis_proc(port=None)
@@ -509,5 +510,29 @@ def test_rules_another_program_left_under_the_prefix_are_a_503_not_a_crash(url: 
             assert f"{cluster.prefix}rules" in json.loads(body)["error"]["message"]
             status, _, body = await admin(a, "GET", "/__admin/faults")
             assert status == 503 and json.loads(body)["error"]["code"] == "state_unavailable"
+
+    run(go)
+
+
+def test_records_queued_while_redis_is_gone_are_written_when_it_is_back(redis_outage: Any) -> None:
+    url = f"redis://{redis_outage.host}:{redis_outage.port}/0"
+
+    async def go() -> None:
+        # Records gather for a minute: only the explicit flushes below write them.
+        cluster = Cluster(url, 1, flush_s=60.0)
+        async with cluster as (a,):
+            assert (await call(a, "GET", "/acked"))[0] == 200
+            redis_outage.stop()
+            try:
+                with pytest.raises(StateUnavailable):
+                    await a.state.flush()  # type: ignore[attr-defined]
+            finally:
+                redis_outage.start()
+            await a.state.flush()  # type: ignore[attr-defined]
+            fresh = Cluster(url, 1)
+            fresh.prefix = cluster.prefix
+            async with fresh as (other,):
+                listed = json.loads((await admin(other, "GET", "/__admin/requests"))[2])["requests"]
+                assert [(r["path"], r["status"]) for r in listed] == [("/acked", 200)]
 
     run(go)
