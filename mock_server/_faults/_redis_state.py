@@ -836,7 +836,7 @@ class RedisFaultState(FaultState):
             # One stream entry per batch: every process reads every entry back, so per-record
             # entries would cost each of them a parse per request.
             self._batch = 0.9 * self._batch + 0.1 * len(records)
-            maxlen = int(self._stream_cap / max(1.0, self._batch)) + 100
+            maxlen = int(self._stream_cap / max(1.0, self._batch)) + 10
             batch = "[" + ",".join(records) + "]"
             pipe.xadd(self.prefix + "j", {"o": self.origin, "b": batch}, maxlen=maxlen, approximate=True)
         for field, value in counts.items():
