@@ -5,6 +5,7 @@ and the same seed and requests give the same fault schedule with 1 worker as wit
 
 from __future__ import annotations
 
+import http.client
 import threading
 import time
 from collections.abc import Iterator
@@ -174,12 +175,15 @@ def test_the_same_seed_and_sequence_give_the_same_schedule_with_1_worker_or_3(
     ]
     with ServerThread(ServerConfig(db=":memory:", seed=11)) as single:
         expected = _schedule(single.url, rules, 11)
-    # Three workers: each request on a fresh connection, so the kernel spreads them.
+    # Three workers (and the other fake idle): each request on the next worker in turn.
     conns = conns_on_distinct_workers(pool.url, pool.pids, 3)
     assert admin(conns[0], "PUT", "/faults", {"rules": rules, "seed": 11})[0] == 200
-    got = [conns[i % 3]("GET", "/health", headers=session(f"d{i % 2}"))[0] for i in range(40)]
-    for conn in conns:
-        conn.close()
+    try:
+        got = [conns[i % 3]("GET", "/health", headers=session(f"d{i % 2}"))[0] for i in range(40)]
+    finally:
+        assert admin(conns[0], "PUT", "/faults", {"rules": [], "seed": 7})[0] == 200
+        for conn in conns:
+            conn.close()
     assert set(expected) > {200}
     assert got == expected
 
@@ -200,3 +204,31 @@ def test_a_rule_for_a_tenant_matches_a_token_another_process_issued(conns: list[
     finally:
         assert admin(a, "DELETE", "/faults/acme-down")[0] == 204
     assert far("GET", "/profiles", headers=bearer)[0] == 200
+
+
+def test_socket_faults_stay_real_on_every_worker(conns: list[Conn]) -> None:
+    """A reset rule added through one process is a TCP RST on each worker, and a truncated body
+    is cut short there: the workers serve with the fake's own protocols."""
+    a = conns[0]
+    rules = [
+        {"id": "rst", "match": {"session": "rst"}, "fault": {"type": "reset"}},
+        {"id": "cut", "match": {"session": "cut"}, "fault": {"type": "truncate", "fraction": 0.5}},
+    ]
+    for rule in rules:
+        assert admin(a, "POST", "/faults", rule)[0] == 201
+    try:
+        for conn in conns:
+            conn.http.request("GET", "/health", headers=session("rst"))
+            with pytest.raises(ConnectionResetError):
+                conn.http.getresponse()
+            conn.http.close()
+            conn.http.connect()
+            conn.http.request("GET", "/health", headers=session("cut"))
+            response = conn.http.getresponse()
+            with pytest.raises(http.client.IncompleteRead):
+                response.read()
+            conn.http.close()
+            conn.http.connect()
+    finally:
+        for rule in rules:
+            assert admin(a, "DELETE", f"/faults/{rule['id']}")[0] == 204
