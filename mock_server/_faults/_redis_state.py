@@ -342,6 +342,7 @@ class RedisFaultState(FaultState):
         self._version = ""
         self._epoch = 0
         self._entries: list[tuple[Rule, int, float]] = []
+        self._gens: dict[str, int] = {}
         self._outcomes: dict[tuple[str, str], _Outcomes] = {}
         self._last_id = (0, 0)
         self._shas: dict[str, str] = {}
@@ -471,6 +472,7 @@ class RedisFaultState(FaultState):
         self.engine.load((rule, now - max(0.0, wall - added)) for rule, _, added in entries)
         self.engine.seed = seed
         self._entries = entries
+        self._gens = {r.id: gen for r, gen, _ in entries}
         self._epoch = epoch
         self._version = version.decode() if isinstance(version, bytes) else str(version)
 
@@ -630,7 +632,7 @@ class RedisFaultState(FaultState):
             if header_fault is not None:
                 args += ["h", 0]
             else:
-                gens = {r.id: gen for r, gen, _ in self._entries}
+                gens = self._gens
                 for rule in engine.matching(method, path, tenant, session, headers):
                     key = f"{rule.id}#{gens.get(rule.id, 0)}"
                     candidates.append((rule, key))
