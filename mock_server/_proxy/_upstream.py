@@ -39,6 +39,10 @@ class UpstreamError(Exception):
         self.timeout = timeout
 
 
+class _Unasked(Exception):
+    """Bytes of an answer no request asked for."""
+
+
 class _Connection(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -60,6 +64,7 @@ class _Connection(asyncio.Protocol):
         self.complete = False
         self.got_bytes = False
         self.until_eof = False
+        self.asked = False
         self.keep_alive = False
         self.head_only = False
         self._wake: asyncio.Future[None] | None = None
@@ -73,6 +78,13 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
+        if not self.asked:
+            # Bytes on an idle connection, answering nothing (a server's "408" before it closes
+            # an idle keep-alive): taken for the next request's answer, they would be a lie.
+            self.closed = True
+            if self.transport is not None:
+                self.transport.abort()
+            return
         if self.complete and not self.head_only:
             # Bytes after a whole answer, unasked for: the connection is not reusable.
             self._fail(UpstreamError("the upstream sent bytes after its answer", before_answer=False))
@@ -80,6 +92,13 @@ class _Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
+            if isinstance(exc, httptools.HttpParserCallbackError) and self.complete and self.error is None:
+                # An answer after the one asked for (see on_message_begin): the asked one stands,
+                # the connection goes.
+                self.closed = True
+                if self.transport is not None:
+                    self.transport.abort()
+                return
             self._fail(
                 UpstreamError(f"the upstream's answer is not HTTP/1.1: {exc}", before_answer=not self.status)
             )
@@ -106,6 +125,10 @@ class _Connection(asyncio.Protocol):
         self._can_write.set()
 
     # -- httptools --------------------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self.complete:
+            raise _Unasked  # a second answer in the same read: stops the parser before its head
 
     def on_status(self, status: bytes) -> None:
         self.reason += status
@@ -346,6 +369,7 @@ class UpstreamPool:
         self, conn: _Connection, method: str, head: bytes, body: AsyncIterator[bytes] | None, chunked: bool
     ) -> Answer:
         conn.head_only = method == "HEAD"
+        conn.asked = True
         try:
             conn.write(head)
             if body is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -127,3 +128,24 @@ def test_an_answer_without_a_length_ends_with_the_connection(
     answer = raw_request(proxy.port, "GET", "/x")
     assert answer.status == 200 and answer.body == b"until the end"
     assert answer.header(b"connection") is None  # hop-by-hop, not passed on
+
+
+def test_bytes_on_an_idle_connection_are_never_taken_for_an_answer(
+    raw_server: Callable[[Callable[[socket.socket], None]], RawServer], front: Callable[..., FrontThread]
+) -> None:
+    def chatty(conn: socket.socket) -> None:
+        pending = b""
+        request, pending = _read_request(conn, pending)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst")
+        # Then, unasked, what some servers send on an idle keep-alive connection before closing.
+        conn.sendall(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
+        request, pending = _read_request(conn, pending)
+        if request:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nwrong")
+
+    upstream = raw_server(chatty)
+    proxy = front(upstream=upstream.url)
+    assert raw_request(proxy.port, "GET", "/one").body == b"first"
+    time.sleep(0.05)  # the unasked bytes arrive while the connection is idle
+    second = raw_request(proxy.port, "GET", "/two")
+    assert second.status == 200 and second.body == b"first"  # a fresh connection's first answer
