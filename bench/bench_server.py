@@ -136,6 +136,8 @@ def _redis_server(port: int) -> subprocess.Popen[bytes]:
 def run_scale(duration: float = 3.0, rounds: int = 3, connections: int = 32) -> dict[str, Any]:
     """1 worker against 2, embedded state against Redis, each fake from the CLI, same rounds."""
     host = "127.0.0.1"
+    if shutil.which("redis-server") is None:
+        return {"skipped": "no redis-server on PATH (apt-get install redis-server)"}
     redis_port = free_port()
     redis_proc = _redis_server(redis_port)
     state = f"redis://127.0.0.1:{redis_port}/0"
@@ -274,6 +276,8 @@ def run_wiremock(duration: float = 3.0, rounds: int = 3, connections: int = 32) 
 
 
 def report_scale(figures: dict[str, Any]) -> str:
+    if "skipped" in figures:
+        return f"Scale-out: skipped ({figures['skipped']})"
     lines = [
         f"Scale-out: 1 worker vs 2, embedded state vs Redis ({figures['generator']},"
         f" {figures['connections']} keep-alive connections; 2 cores, the load generator takes one;"
