@@ -9,21 +9,23 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import h11
 import pytest
 
-from mock_server._proxy._app import FrontThread
+from mock_server._proxy._app import FrontThread, ProxyConfig
 
 from .conftest import Raw, Upstream, raw_request
 
 pytestmark = pytest.mark.socket
 
 
-@pytest.fixture
-def proxy(httpbin: Upstream, front: Callable[..., FrontThread]) -> FrontThread:
-    return front(upstream=httpbin.url)
+@pytest.fixture(scope="module")
+def proxy(httpbin: Upstream) -> Iterator[FrontThread]:
+    """One proxy for the module's stateless checks (starting and stopping one per test is slow)."""
+    with FrontThread(ProxyConfig(upstream=httpbin.url, port=0)) as thread:
+        yield thread
 
 
 # Date differs by the clock; Connection and Keep-Alive are each hop's own.
@@ -171,7 +173,10 @@ def test_drip_streams_as_it_comes(proxy: FrontThread) -> None:
     assert arrivals[-1] - arrivals[0] > 0.5
 
 
-def test_journal_and_admin_work_in_front_of_httpbin(proxy: FrontThread) -> None:
+def test_journal_and_admin_work_in_front_of_httpbin(
+    httpbin: Upstream, front: Callable[..., FrontThread]
+) -> None:
+    proxy = front(upstream=httpbin.url)
     raw_request(proxy.port, "GET", "/status/503", [("X-Mock-Session", "s1")])
     raw_request(proxy.port, "GET", "/status/503", [("X-Mock-Session", "s1")])
     entries = proxy.admin.requests()
