@@ -36,6 +36,7 @@ from .._errors import ApiError
 from .._ratelimit import RateLimiter, Verdict
 from .._store import IdempotencyRecord, Profile
 from .._traffic import Traffic
+from .._untrusted import session_id
 from ._base import PENDING, ApiState, Refused, Ticket, state_unavailable
 from ._connect import shown
 from ._embedded import check_if_match, not_found
@@ -166,6 +167,13 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _session_key(session: str | None) -> str:
+    """A bucket key's session part: the session as every per-session structure bounds it
+    (so a reset names the same one), digested."""
+    bounded = session_id(session)
+    return "-" if bounded is None else _digest(bounded)[:16]
+
+
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -252,7 +260,7 @@ class RedisState(ApiState):
         if pending:
             assert ticket is not None
             limit = ticket.limit
-            session = "-" if ticket.session is None else _digest(ticket.session)[:16]
+            session = _session_key(ticket.session)
             head: tuple[str | int | float, ...] = (
                 f"{PREFIX}rl:{session}:{ticket.credential}",
                 limit.burst,
@@ -301,7 +309,7 @@ class RedisState(ApiState):
         return ticket.verdict
 
     async def reset_limits(self, session: str | None) -> None:
-        match = f"{PREFIX}rl:{'*' if session is None else _digest(session)[:16]}:*"
+        match = f"{PREFIX}rl:{'*' if session is None else _session_key(session)}:*"
         try:
             batch: list[Any] = []
             async for key in self.redis.scan_iter(match=match, count=1000):

@@ -249,3 +249,17 @@ def test_concurrent_repeats_of_one_key_through_several_processes_have_one_effect
     assert sorted(a[0] for a in answers) == [201] * 4  # one created it, the others replayed that
     assert sum(a[1].get("idempotent-replayed") == "true" for a in answers) == 3
     assert len({json.dumps(a[2], sort_keys=True) for a in answers}) == 1
+
+
+def test_a_reset_through_one_process_refills_a_session_bucket_for_every_process(
+    conns: list[Conn], other: ServerThread
+) -> None:
+    a, b, c = conns
+    far = Conn(other.url)
+    long_session = "s" * 300  # longer than a session is kept: the reset must name the same one
+    slow = {**SLOW_KEY, "X-Mock-Session": long_session}
+    statuses = [conn("GET", "/profiles", headers=slow)[0] for conn in (a, b, c, far) * 3]
+    assert statuses.count(429) >= 6
+    assert a("POST", f"/__admin/reset?session={long_session}", headers={})[0] in (200, 204)
+    assert [conn("GET", "/profiles", headers=slow)[0] for conn in (b, c, far)] == [200, 200, 200]
+    far.close()
