@@ -81,7 +81,8 @@ def httpbin_factory() -> Iterator[Callable[[], tuple[Upstream, subprocess.Popen[
     """Start httpbin under gunicorn on a free loopback port; every one stops at the end."""
     missing = [m for m in ("httpbin", "gunicorn") if importlib.util.find_spec(m) is None]
     if missing:
-        pytest.skip(f"dev dependencies missing: {', '.join(missing)} (pip install httpbin gunicorn)")
+        # `make` installs both (httpbin with --no-deps, see the Makefile): missing means a stale venv.
+        pytest.fail(f"dev dependencies missing: {', '.join(missing)} (run `make` to reinstall .venv)")
     started: list[subprocess.Popen[bytes]] = []
 
     def start() -> tuple[Upstream, subprocess.Popen[bytes]]:
