@@ -110,6 +110,9 @@ class FaultLayer:
     starts it at lifespan start-up (or on the first request) and writes what it queued at
     lifespan shutdown. Without either, the state lives in this process and the request path
     never awaits it.
+
+    ``docs`` serves ``/docs`` (Swagger UI) from the layer; a proxy passes False, so an
+    upstream's own ``/docs`` passes through like any other path.
     """
 
     def __init__(
@@ -133,6 +136,7 @@ class FaultLayer:
         state: FaultState | None = None,
         redis: Any = None,
         redis_prefix: str = "mock:f:",
+        docs: bool = True,
     ) -> None:
         self.app = app
         if state is None and redis is not None:
@@ -180,7 +184,7 @@ class FaultLayer:
         # /docs (Swagger UI) and the dashboard's static files; imported here, the package imports this one.
         from .._ui import PUBLIC_PATHS, DocsApp
 
-        self._docs = DocsApp()
+        self._docs = DocsApp() if docs else None
         self._public_admin = PUBLIC_PATHS
 
     def __repr__(self) -> str:
@@ -214,7 +218,7 @@ class FaultLayer:
         if path.startswith("/__admin") and (len(path) == 8 or path[8] == "/"):
             await self._serve_admin(scope, receive, send)
             return
-        if path.startswith("/docs") and (len(path) == 5 or path[5] == "/"):
+        if self._docs is not None and path.startswith("/docs") and (len(path) == 5 or path[5] == "/"):
             # Interactive docs: like /__admin, neither journaled nor faulted.
             await self._docs(scope, receive, send)
             return

@@ -108,6 +108,8 @@ def _layer(app: ASGIApp, config: FrontConfig, limiter: CredentialLimit | None) -
         max_body_bytes=config.max_body_bytes,
         on_reset=limiter.limiter.reset if limiter is not None else None,
         rate_limit=config.rate_limit.per_minute if config.rate_limit is not None else 600,
+        # /docs belongs to the upstream (or the recording): the layer must not answer it.
+        docs=False,
     )
 
 

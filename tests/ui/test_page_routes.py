@@ -101,7 +101,10 @@ def test_a_proxy_in_front_of_the_fake_serves_the_dashboard_its_stream_and_docs(f
 
     with FrontThread(ProxyConfig(upstream=fake.url)) as proxy:
         assert requests.get(f"{proxy.url}/__admin/ui", timeout=5).status_code == 200
+        # /docs is the upstream's: the proxy forwards it (and journals it) instead of answering.
         assert requests.get(f"{proxy.url}/docs", timeout=5).status_code == 200
+        forwarded = requests.get(f"{proxy.url}/__admin/requests", params={"path": "/docs"}, timeout=5).json()
+        assert len(forwarded["requests"]) == 1, forwarded
         stream = Sse(f"{proxy.url}/__admin/events")
         try:
             requests.get(f"{proxy.url}/health", timeout=5)
