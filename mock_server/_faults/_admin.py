@@ -33,6 +33,8 @@ from ._parse import parse_rule, parse_rules
 from ._state import FaultState, RuleExists, StateUnavailable
 
 _MAX_WAIT_S = 300.0
+#: The fields PATCH /__admin/faults/{id} changes in place.
+_PATCHABLE = frozenset({"enabled"})
 
 
 class AdminError(Exception):
@@ -205,6 +207,31 @@ class Admin:
         existed = await self.state.put_rule(rule)
         return JSONResponse(rule.to_dict(), status_code=200 if existed else 201)
 
+    async def patch_fault(self, request: Request) -> Response:
+        """Change a rule in place, keeping its position and its counters: only ``enabled``."""
+        rule_id = request.path_params["rule_id"]
+        body = await _json(request, self.max_body_bytes)
+        if not isinstance(body, Mapping):
+            raise AdminError(422, "must be an object", [{"loc": [], "msg": "must be an object"}])
+        for key in body:
+            if key not in _PATCHABLE:
+                # Other fields change what the rule does: a PUT replaces it (counters restart).
+                msg = f"cannot be patched; patchable: {', '.join(sorted(_PATCHABLE))} (PUT replaces a rule)"
+                raise AdminError(422, f"{key}: {msg}", [{"loc": [key], "msg": msg}])
+        enabled = body.get("enabled")
+        if "enabled" in body and not isinstance(enabled, bool):
+            msg = "must be true or false"
+            raise AdminError(422, f"enabled: {msg}", [{"loc": ["enabled"], "msg": msg}])
+        state = self.state
+        if isinstance(enabled, bool):
+            rule = await state.set_enabled(rule_id, enabled)
+        else:
+            await state.sync()
+            rule = state.get_rule(rule_id)
+        if rule is None:
+            raise AdminError(404, f"no rule {rule_id!r}")
+        return JSONResponse(rule.to_dict())
+
     async def delete_fault(self, request: Request) -> Response:
         rule_id = request.path_params["rule_id"]
         if not await self.state.delete_rule(rule_id):
@@ -311,6 +338,7 @@ def _routes(admin: Admin) -> list[Route]:
         Route("/__admin/faults/reset", a.reset_faults, methods=["POST"]),
         Route("/__admin/faults/{rule_id}", a.get_fault, methods=["GET"]),
         Route("/__admin/faults/{rule_id}", a.put_fault, methods=["PUT"]),
+        Route("/__admin/faults/{rule_id}", a.patch_fault, methods=["PATCH"]),
         Route("/__admin/faults/{rule_id}", a.delete_fault, methods=["DELETE"]),
         Route("/__admin/requests", a.list_requests, methods=["GET"]),
         Route("/__admin/requests", a.clear_requests, methods=["DELETE"]),

@@ -13,7 +13,8 @@ but ``window``, so one session's schedule is the same whatever runs beside it. A
 request cannot pin memory; at most ``max_sessions`` are kept, the least recently used going first.
 
 The hot path is kept lean: rules are indexed by method, globs are compiled once, and a request
-that matches nothing allocates nothing here.
+that matches nothing allocates nothing here. A disabled rule (``enabled: false``) is not indexed
+at all: it keeps its place and counters but neither matches nor counts.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fnmatch import translate
 from typing import Any, Protocol
 
@@ -183,6 +184,17 @@ class Engine:
         self._index()
         return False
 
+    def set_enabled(self, rule_id: str, enabled: bool) -> Rule | None:
+        """Enable or disable the rule ``rule_id`` where it stands, keeping its counters and its
+        window's origin; the rule as it now is, or None when there is none."""
+        for i, c in enumerate(self._compiled):
+            if c.rule.id == rule_id:
+                if c.rule.enabled != enabled:
+                    self._compiled[i] = _Compiled(replace(c.rule, enabled=enabled), c.added_at)
+                    self._index()
+                return self._compiled[i].rule
+        return None
+
     def delete(self, rule_id: str) -> bool:
         before = len(self._compiled)
         self._compiled = [c for c in self._compiled if c.rule.id != rule_id]
@@ -255,7 +267,8 @@ class Engine:
             sessions.popitem(last=False)
 
     def _index(self) -> None:
-        compiled = self._compiled
+        # Disabled rules are left out of the index: they neither match nor count.
+        compiled = [c for c in self._compiled if c.rule.enabled]
         self._by_method = {
             method: tuple(
                 c for c in compiled if c.rule.match.methods is None or method in c.rule.match.methods

@@ -182,6 +182,8 @@ class Rule:
     #: ``before``: the fault answers instead of the API (or upstream); ``after``: the API acts
     #: first and the client gets the fault instead of its answer (the lost answer).
     when: When = "before"
+    #: A disabled rule keeps its place and its counters but neither matches nor counts.
+    enabled: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id}
@@ -204,6 +206,8 @@ class Rule:
             out["window"] = self.window.to_dict()
         if self.when != "before":
             out["when"] = self.when
+        if not self.enabled:
+            out["enabled"] = False
         return out
 
 

@@ -22,7 +22,19 @@ from ._model import FAULT_TYPES, WHEN, Fault, FaultType, Latency, Match, RetryAf
 RULE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
 _HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _RULE_KEYS = frozenset(
-    {"id", "match", "fault", "sequence", "every_nth", "probability", "times", "after", "window", "when"}
+    {
+        "id",
+        "match",
+        "fault",
+        "sequence",
+        "every_nth",
+        "probability",
+        "times",
+        "after",
+        "window",
+        "when",
+        "enabled",
+    }
 )
 _MATCH_KEYS = frozenset({"method", "path", "tenant", "session", "headers"})
 _LATENCY_KEYS = ("fixed_ms", "uniform", "normal", "lognormal")
@@ -102,6 +114,14 @@ def _int(value: Any, loc: Loc, *, lo: int, hi: int | None = None) -> int:
 
 def _fmt(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def _bool(value: Any, loc: Loc) -> bool:
+    # Strictly true or false: YAML's "yes" is already a boolean, and a quoted "false" is a
+    # mistake that would otherwise read as true.
+    if not isinstance(value, bool):
+        raise _fail(loc, f"must be true or false, got {_kind(value)}")
+    return value
 
 
 def _string(value: Any, loc: Loc) -> str:
@@ -284,6 +304,7 @@ def parse_rule(value: Any, loc: Loc = (), *, default_id: str | None = None) -> R
     when = obj.get("when", "before")
     if when not in WHEN:
         raise _fail((*loc, "when"), f"must be one of {', '.join(WHEN)}, got {when!r}")
+    enabled = _bool(obj["enabled"], (*loc, "enabled")) if "enabled" in obj else True
     return Rule(
         id=rule_id,
         match=parse_match(obj["match"], (*loc, "match")) if "match" in obj else Match(),
@@ -297,6 +318,7 @@ def parse_rule(value: Any, loc: Loc = (), *, default_id: str | None = None) -> R
         after=_int(obj["after"], (*loc, "after"), lo=0) if "after" in obj else 0,
         window=window,
         when=when,
+        enabled=enabled,
     )
 
 

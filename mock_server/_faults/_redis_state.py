@@ -48,6 +48,7 @@ import json
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
@@ -219,6 +220,10 @@ _SCRIPTS = {
     "reset_session": _RESET_SESSION,
     "clear": _CLEAR,
 }
+
+
+class _NoRule(Exception):
+    """A change to a rule that is not there: nothing is written."""
 
 
 def _plan(rule: Rule) -> str:
@@ -584,6 +589,30 @@ class RedisFaultState(FaultState):
 
         await self._change(change)
         return existed
+
+    async def set_enabled(self, rule_id: str, enabled: bool) -> Rule | None:
+        await self.start()
+        found: Rule | None = None
+
+        def change(entries: list[tuple[Rule, int, float]], seed: int) -> tuple[Any, int, bool]:
+            nonlocal found
+            found = None
+            if not any(r.id == rule_id for r, _, _ in entries):
+                raise _NoRule
+            out = []
+            for rule, gen, added in entries:
+                if rule.id == rule_id:
+                    # The same generation and origin: its counters (keyed by id and generation)
+                    # and its window carry on; the new version makes every process reload.
+                    rule = found = replace(rule, enabled=enabled)
+                out.append((rule, gen, added))
+            return out, seed, False
+
+        try:
+            await self._change(change)
+        except _NoRule:
+            return None
+        return found
 
     async def replace_rules(self, rules: Iterable[Rule], seed: int | None = None) -> None:
         new = list(rules)

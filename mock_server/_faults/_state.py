@@ -202,6 +202,11 @@ class FaultState:
     async def delete_rule(self, rule_id: str) -> bool:
         return self.engine.delete(rule_id)
 
+    async def set_enabled(self, rule_id: str, enabled: bool) -> Rule | None:
+        """Enable or disable a rule in place, its counters kept; the rule as it now is, or None
+        when there is none."""
+        return self.engine.set_enabled(rule_id, enabled)
+
     async def replace_rules(self, rules: Iterable[Rule], seed: int | None = None) -> None:
         """Load ``rules`` in place of every rule (every counter starts again), with ``seed`` if
         given."""

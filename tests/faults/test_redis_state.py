@@ -166,6 +166,34 @@ def test_a_rule_added_through_one_process_applies_in_the_other_at_once(url: str)
     run(go)
 
 
+def test_a_rule_disabled_through_one_process_is_off_in_the_other_at_once_counters_kept(url: str) -> None:
+    async def go() -> None:
+        down = {"id": "down", "match": {"path": "/x"}, "fault": {"type": "status", "status": 503}}
+        rules = {"rules": [down]}
+        async with Cluster(url, 2, rules) as (a, b):
+            assert (await call(b, "GET", "/x"))[0] == 503
+            status, _, body = await admin(a, "PATCH", "/__admin/faults/down", {"enabled": False})
+            assert status == 200 and json.loads(body)["enabled"] is False
+            # No sync in between: b's very next request sees the new version and reloads.
+            assert (await call(b, "GET", "/x"))[0] == 200
+            assert (await call(a, "GET", "/x"))[0] == 200
+            listed = json.loads((await admin(b, "GET", "/__admin/faults"))[2])
+            assert listed["rules"][0]["enabled"] is False
+            assert listed["stats"]["down"] == {"matched": 1, "fired": 1}
+            assert (await admin(b, "PATCH", "/__admin/faults/down", {"enabled": True}))[0] == 200
+            assert (await call(a, "GET", "/x"))[0] == 503
+            stats = json.loads((await admin(a, "GET", "/__admin/faults"))[2])["stats"]
+            assert stats["down"] == {"matched": 2, "fired": 2}
+            assert (await admin(a, "PATCH", "/__admin/faults/nope", {"enabled": False}))[0] == 404
+            # A reset comes back to the start rules in every process.
+            await admin(a, "PATCH", "/__admin/faults/down", {"enabled": False})
+            assert (await admin(b, "POST", "/__admin/reset"))[0] == 200
+            assert (await call(a, "GET", "/x"))[0] == 503
+            assert "enabled" not in json.loads((await admin(a, "GET", "/__admin/faults/down"))[2])
+
+    run(go)
+
+
 _SCHEDULE_RULES = {
     "seed": 7,
     "rules": [
