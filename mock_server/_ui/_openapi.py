@@ -125,6 +125,27 @@ def _paths() -> dict[str, Any]:
                 tag="faults",
                 body=_RULE_BODY,
             ),
+            "patch": _op(
+                "Enable or disable one rule in place, keeping its position and counters",
+                {"200": rule, "400": _BAD, "404": _NOT_FOUND, "422": _BAD},
+                tag="faults",
+                description="Only `enabled` can be patched (any other field is a 422 naming it; "
+                "PUT replaces a rule). A disabled rule neither matches nor counts; with several "
+                "workers or a shared Redis state the change applies in every process at once, and a "
+                "reset comes back to the start-up rules.",
+                body={
+                    "required": True,
+                    "content": {
+                        _JSON: {
+                            "schema": {
+                                "type": "object",
+                                "properties": {"enabled": {"type": "boolean"}},
+                                "additionalProperties": False,
+                            }
+                        }
+                    },
+                },
+            ),
             "delete": _op(
                 "Delete one rule", {"204": {"description": "Deleted."}, "404": _NOT_FOUND}, tag="faults"
             ),
@@ -304,37 +325,50 @@ def _paths() -> dict[str, Any]:
                 tag="dashboard",
             ),
         },
-        "/__admin/ui/disabled": {
+        "/__admin/replay": {
             "get": _op(
-                "Rules the dashboard disabled (parked out of the rule set)",
+                "Replay mode only: the HAR file being replayed",
                 {
                     "200": _json(
-                        {"type": "object", "properties": {"rules": {"type": "array", "items": _ref("Rule")}}},
-                        "The parked rules.",
+                        {
+                            "type": "object",
+                            "properties": {
+                                "file": {"type": "string"},
+                                "match": {"type": "string"},
+                                "entries": {"type": "integer"},
+                                "recovered": {"type": "boolean"},
+                                "requests": {"type": "array", "items": {"type": "string"}},
+                            },
+                        },
+                        "What is loaded: the file, how requests are matched, the entries (first 1000 "
+                        "labels), and whether a damaged file was recovered.",
                     )
                 },
-                tag="dashboard",
+                tag="replay",
+                description="Served only by `python -m mock_server replay` (in front of the fault "
+                "layer, same access rules); the fake and proxy mode answer 404.",
             ),
         },
-        "/__admin/ui/disabled/{rule_id}": {
-            "parameters": [_RULE_ID],
-            "put": _op(
-                "Disable a rule: take it out of the rule set and park it",
-                {"200": rule, "404": _NOT_FOUND, "409": _json(_ref("Error"), "Too many parked.")},
-                tag="dashboard",
-            ),
-            "delete": _op(
-                "Forget a parked rule",
-                {"204": {"description": "Forgotten."}, "404": _NOT_FOUND},
-                tag="dashboard",
-            ),
-        },
-        "/__admin/ui/disabled/{rule_id}/enable": {
-            "parameters": [_RULE_ID],
+        "/__admin/replay/reload": {
             "post": _op(
-                "Enable a parked rule again (at the end of the list, counters from zero)",
-                {"200": rule, "404": _NOT_FOUND},
-                tag="dashboard",
+                "Replay mode only: read the HAR file again",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "file": {"type": "string"},
+                                "entries": {"type": "integer"},
+                                "recovered": {"type": "boolean"},
+                            },
+                        },
+                        "Reloaded.",
+                    ),
+                    "422": _json(_ref("Error"), "The file could not be read; the old entries stay."),
+                },
+                tag="replay",
+                description="Served only by `python -m mock_server replay`; the fake and proxy mode "
+                "answer 404.",
             ),
         },
     }
@@ -434,6 +468,19 @@ def _schemas() -> dict[str, Any]:
                 "window": {
                     "type": "object",
                     "properties": {"start_s": {"type": "number"}, "duration_s": {"type": "number"}},
+                },
+                "when": {
+                    "type": "string",
+                    "enum": ["before", "after"],
+                    "default": "before",
+                    "description": "before: the fault answers instead of the API; after: the API acts "
+                    "first and the client gets the fault instead of its answer.",
+                },
+                "enabled": {
+                    "type": "boolean",
+                    "default": True,
+                    "description": "false: the rule keeps its place and counters but neither matches "
+                    "nor counts (shown only when false).",
                 },
             },
             "additionalProperties": True,

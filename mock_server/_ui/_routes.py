@@ -1,5 +1,6 @@
 """The dashboard's routes under ``/__admin``: the page, its assets, the event stream, the admin
-API's OpenAPI document, YAML conversion and rule parking (enable/disable).
+API's OpenAPI document and YAML conversion. (Enabling and disabling a rule is the admin API's
+``PATCH /__admin/faults/{id}``: a rule field, so it holds in every process and across a reset.)
 
 They sit behind the layer's admin access check like every admin route; only the page's static
 assets are also served without a token when the fake has one, since a browser navigating to the
@@ -19,7 +20,6 @@ from starlette.routing import Route
 
 from .._faults._events import EventHub, TooManyClients
 from .._faults._journal import Filter
-from .._faults._model import Rule
 from .._faults._state import FaultState
 from .._untrusted import BodyTooLarge, read_body
 from ._openapi import admin_openapi
@@ -38,7 +38,6 @@ CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
 )
-_MAX_DISABLED = 1000
 
 
 def static_bytes(name: str) -> bytes:
@@ -64,13 +63,12 @@ def _fail(status: int, message: str, details: list[dict[str, Any]] | None = None
 
 
 class Ui:
-    """Handlers over one fault state; ``disabled`` holds the rules parked by the page."""
+    """Handlers over one fault state."""
 
     def __init__(self, state: FaultState, *, max_body_bytes: int, hub: EventHub | None = None) -> None:
         self.state = state
         self.max_body_bytes = max_body_bytes
         self.hub = hub or EventHub(state.journal)
-        self.disabled: dict[str, Rule] = {}
         self._files = {name: static_bytes(name) for name in ("index.html", *ASSETS)}
         self._openapi = json.dumps(admin_openapi()).encode()
 
@@ -144,39 +142,6 @@ class Ui:
             {"presets": {name: [r.to_dict() for r in rs.rules] for name, rs in PRESETS.items()}}
         )
 
-    # -- parked rules ---------------------------------------------------------------------------
-
-    async def list_disabled(self, request: Request) -> Response:
-        return JSONResponse({"rules": [r.to_dict() for r in self.disabled.values()]})
-
-    async def disable(self, request: Request) -> Response:
-        rule_id = request.path_params["rule_id"]
-        state = self.state
-        await state.sync()
-        rule = state.get_rule(rule_id)
-        if rule is None:
-            raise _fail(404, f"no rule {rule_id!r}")
-        if len(self.disabled) >= _MAX_DISABLED and rule_id not in self.disabled:
-            raise _fail(409, f"{_MAX_DISABLED} rules are disabled already; delete some")
-        await state.delete_rule(rule_id)
-        self.disabled[rule_id] = rule
-        return JSONResponse(rule.to_dict())
-
-    async def enable(self, request: Request) -> Response:
-        rule_id = request.path_params["rule_id"]
-        rule = self.disabled.pop(rule_id, None)
-        if rule is None:
-            raise _fail(404, f"no disabled rule {rule_id!r}")
-        # Back at the end of the list, its counters starting again (as a PUT would).
-        await self.state.put_rule(rule)
-        return JSONResponse(rule.to_dict())
-
-    async def delete_disabled(self, request: Request) -> Response:
-        rule_id = request.path_params["rule_id"]
-        if self.disabled.pop(rule_id, None) is None:
-            raise _fail(404, f"no disabled rule {rule_id!r}")
-        return Response(status_code=204)
-
 
 class _NoAliasLoader(yaml.SafeLoader):
     """Safe YAML without aliases: an alias bomb would expand into gigabytes of JSON."""
@@ -213,10 +178,6 @@ def ui_routes(state: FaultState, *, max_body_bytes: int) -> list[Route]:
         *(Route(f"{PAGE}/{name}", ui.asset(name), methods=["GET"]) for name in ASSETS),
         Route(f"{PAGE}/yaml", ui.yaml_to_json, methods=["POST"]),
         Route(f"{PAGE}/presets", ui.presets, methods=["GET"]),
-        Route(f"{PAGE}/disabled", ui.list_disabled, methods=["GET"]),
-        Route(f"{PAGE}/disabled/{{rule_id}}", ui.disable, methods=["PUT"]),
-        Route(f"{PAGE}/disabled/{{rule_id}}", ui.delete_disabled, methods=["DELETE"]),
-        Route(f"{PAGE}/disabled/{{rule_id}}/enable", ui.enable, methods=["POST"]),
         Route("/__admin/events", ui.events, methods=["GET"]),
         Route("/__admin/openapi.json", ui.openapi, methods=["GET"]),
     ]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
 from mock_server import ServerConfig, ServerThread
+from mock_server._proxy._app import FrontThread, ReplayConfig
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +31,41 @@ def test_the_admin_document_names_exactly_the_routes_the_admin_app_serves(fake: 
         for method in item
         if method in ("get", "put", "post", "delete", "patch")
     }
-    assert documented == served
+    assert documented - REPLAY_ONLY == served
+    assert REPLAY_ONLY <= documented
     assert doc["openapi"].startswith("3.0.")
+
+
+#: Served in front of the fault layer by replay mode only (mock_server/_proxy/_app.py).
+REPLAY_ONLY = {("GET", "/__admin/replay"), ("POST", "/__admin/replay/reload")}
+
+
+def test_the_replay_routes_are_documented_as_replay_only_and_replay_mode_serves_them(
+    fake: ServerThread,
+) -> None:
+    doc = requests.get(f"{fake.url}/__admin/openapi.json", timeout=5).json()
+    for method, path in REPLAY_ONLY:
+        op = doc["paths"][path][method.lower()]
+        assert "replay" in op["description"] and "404" in op["description"]
+        assert requests.request(method, fake.url + path, timeout=5).status_code == 404
+    har = Path(__file__).parents[1] / "proxy" / "data" / "devtools.har"
+    with FrontThread(ReplayConfig(har=str(har), port=0)) as replay:
+        info = requests.get(f"{replay.url}/__admin/replay", timeout=5)
+        assert info.status_code == 200 and set(info.json()) <= set(
+            doc["paths"]["/__admin/replay"]["get"]["responses"]["200"]["content"]["application/json"][
+                "schema"
+            ]["properties"]
+        )
+        assert requests.post(f"{replay.url}/__admin/replay/reload", timeout=5).status_code == 200
+
+
+def test_the_rule_schema_names_every_rule_field(fake: ServerThread) -> None:
+    from mock_server._faults._parse import _RULE_KEYS
+
+    doc = requests.get(f"{fake.url}/__admin/openapi.json", timeout=5).json()
+    assert set(doc["components"]["schemas"]["Rule"]["properties"]) == _RULE_KEYS
+    patch = doc["paths"]["/__admin/faults/{rule_id}"]["patch"]
+    assert set(patch["requestBody"]["content"]["application/json"]["schema"]["properties"]) == {"enabled"}
 
 
 def _refs(node: Any) -> Iterator[str]:

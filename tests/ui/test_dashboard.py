@@ -197,13 +197,27 @@ def test_rules_from_the_form_and_from_yaml_with_errors_next_to_their_field(
     assert [r["id"] for r in rules] == ["form-rule", "pasted"]
     assert rules[1]["every_nth"] == 3
 
-    page.locator('#rules-body tr[data-rule="pasted"]').get_by_role("button", name="Disable").click()
-    expect(page.locator('#disabled-body tr[data-rule="pasted"]')).to_be_visible(timeout=5000)
-    assert [r["id"] for r in requests.get(f"{fake.url}/__admin/faults", timeout=5).json()["rules"]] == [
-        "form-rule"
+    # Disable in place: the row stays where it is, greyed, with its counters; Enable undoes it.
+    assert requests.get(f"{fake.url}/health", timeout=5).status_code == 502
+    row = page.locator('#rules-body tr[data-rule="form-rule"]')
+    expect(row.locator("td").nth(4)).to_have_text("1", timeout=5000)
+    row.get_by_role("button", name="Disable").click()
+    expect(row).to_have_class("off", timeout=5000)
+    expect(page.locator("#rules-body tr").first).to_have_attribute("data-rule", "form-rule")
+    expect(row.locator("td").nth(4)).to_have_text("1")
+    listed = requests.get(f"{fake.url}/__admin/faults", timeout=5).json()
+    assert [(r["id"], r.get("enabled", True)) for r in listed["rules"]] == [
+        ("form-rule", False),
+        ("pasted", True),
     ]
-    page.locator('#disabled-body tr[data-rule="pasted"]').get_by_role("button", name="Enable").click()
-    expect(page.locator('#rules-body tr[data-rule="pasted"]')).to_be_visible(timeout=5000)
+    assert requests.get(f"{fake.url}/health", timeout=5).status_code == 200
+    watched.shot("rule-disabled")
+    row.get_by_role("button", name="Enable").click()
+    expect(row).not_to_have_class("off", timeout=5000)
+    expect(row.get_by_role("button", name="Disable")).to_be_visible()
+    assert "enabled" not in requests.get(f"{fake.url}/__admin/faults/form-rule", timeout=5).json()
+    assert requests.get(f"{fake.url}/health", timeout=5).status_code == 502
+    expect(row.locator("td").nth(3)).to_have_text("2", timeout=5000)
     page.locator("#presets").get_by_role("button", name="flaky").click()
     expect(page.locator('#rules-body tr[data-rule="flaky-503"]')).to_be_visible(timeout=5000)
 

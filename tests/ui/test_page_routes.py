@@ -1,4 +1,4 @@
-"""The dashboard's routes without a browser: assets, access, YAML, parked rules, presets."""
+"""The dashboard's routes without a browser: assets, access, YAML, enabling and disabling, presets."""
 
 from __future__ import annotations
 
@@ -38,8 +38,10 @@ def test_with_a_token_only_the_pages_static_files_are_public() -> None:
     with ServerThread(ServerConfig(db=":memory:", admin_token="tok")) as server:
         for path in ("/__admin/ui", "/__admin/ui/app.js", "/__admin/ui/app.css"):
             assert requests.get(f"{server.url}{path}", timeout=5).status_code == 200, path
-        for path in ("/__admin/ui/presets", "/__admin/ui/disabled", "/__admin/events", "/__admin/faults"):
+        for path in ("/__admin/ui/presets", "/__admin/events", "/__admin/faults"):
             assert requests.get(f"{server.url}{path}", timeout=5).status_code == 401, path
+        patch = requests.patch(f"{server.url}/__admin/faults/x", json={"enabled": False}, timeout=5)
+        assert patch.status_code == 401
         assert requests.post(f"{server.url}/__admin/ui/yaml", data="a: 1", timeout=5).status_code == 401
 
 
@@ -60,21 +62,33 @@ def test_yaml_aliases_are_refused_so_a_bomb_cannot_expand() -> None:
         parse_yaml("[" * 5000)
 
 
-def test_disabling_parks_a_rule_and_enabling_brings_it_back(fake: ServerThread) -> None:
+def test_disabling_keeps_the_rule_in_place_with_its_counters_and_enabling_resumes_it(
+    fake: ServerThread,
+) -> None:
     url = fake.url
-    rule = {"id": "r1", "fault": {"type": "status", "status": 502}}
-    requests.post(f"{url}/__admin/faults", json=rule, timeout=5)
-    parked = requests.put(f"{url}/__admin/ui/disabled/r1", timeout=5)
-    assert parked.status_code == 200
-    assert requests.get(f"{url}/__admin/faults", timeout=5).json()["rules"] == []
-    assert requests.get(f"{url}/health", timeout=5).status_code == 200  # no longer in force
-    assert [r["id"] for r in requests.get(f"{url}/__admin/ui/disabled", timeout=5).json()["rules"]] == ["r1"]
-    assert requests.post(f"{url}/__admin/ui/disabled/r1/enable", timeout=5).status_code == 200
-    assert [r["id"] for r in requests.get(f"{url}/__admin/faults", timeout=5).json()["rules"]] == ["r1"]
+    rules = [
+        {"id": "r1", "match": {"path": "/health"}, "fault": {"type": "status", "status": 502}},
+        {"id": "r2", "match": {"path": "/nowhere"}, "fault": {"type": "reset"}},
+    ]
+    requests.post(f"{url}/__admin/faults", json={"rules": rules}, timeout=5)
     assert requests.get(f"{url}/health", timeout=5).status_code == 502
-    assert requests.get(f"{url}/__admin/ui/disabled", timeout=5).json()["rules"] == []
-    assert requests.post(f"{url}/__admin/ui/disabled/r1/enable", timeout=5).status_code == 404
-    assert requests.put(f"{url}/__admin/ui/disabled/nope", timeout=5).status_code == 404
+    off = requests.patch(f"{url}/__admin/faults/r1", json={"enabled": False}, timeout=5)
+    assert off.status_code == 200 and off.json()["enabled"] is False
+    assert requests.get(f"{url}/health", timeout=5).status_code == 200  # no longer in force
+    listed = requests.get(f"{url}/__admin/faults", timeout=5).json()
+    assert [(r["id"], r.get("enabled", True)) for r in listed["rules"]] == [("r1", False), ("r2", True)]
+    assert listed["stats"]["r1"] == {"matched": 1, "fired": 1}
+    assert requests.patch(f"{url}/__admin/faults/r1", json={"enabled": True}, timeout=5).status_code == 200
+    assert requests.get(f"{url}/health", timeout=5).status_code == 502
+    listed = requests.get(f"{url}/__admin/faults", timeout=5).json()
+    assert [r["id"] for r in listed["rules"]] == ["r1", "r2"]
+    assert listed["stats"]["r1"] == {"matched": 2, "fired": 2}
+    bad = requests.patch(f"{url}/__admin/faults/r1", json={"enabled": "no"}, timeout=5)
+    assert bad.status_code == 422 and bad.json()["error"]["details"][0]["loc"] == ["enabled"]
+    assert requests.patch(f"{url}/__admin/faults/nope", json={"enabled": False}, timeout=5).status_code == 404
+    # The per-process parking routes are gone.
+    for method, path in (("GET", "/__admin/ui/disabled"), ("PUT", "/__admin/ui/disabled/r1")):
+        assert requests.request(method, url + path, timeout=5).status_code == 404
 
 
 def test_presets_are_listed_with_their_rules(fake: ServerThread) -> None:

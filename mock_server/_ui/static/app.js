@@ -539,11 +539,8 @@ function button(label, onClick, title) {
 
 async function refreshRules() {
   if (state.locked) return;
-  let res, parked;
-  try {
-    res = await api("GET", "/__admin/faults");
-    parked = await api("GET", "/__admin/ui/disabled");
-  } catch (e) { return; }
+  let res;
+  try { res = await api("GET", "/__admin/faults"); } catch (e) { return; }
   if (!res.ok) return;
   state.rules = res.data.rules;
   state.stats = res.data.stats || {};
@@ -553,6 +550,12 @@ async function refreshRules() {
   for (const r of state.rules) {
     const tr = document.createElement("tr");
     tr.dataset.rule = r.id;
+    // A disabled rule keeps its row, place and counters; it is shown greyed.
+    const enabled = r.enabled !== false;
+    if (!enabled) {
+      tr.classList.add("off");
+      tr.title = "disabled: matches nothing until enabled";
+    }
     const st = state.stats[r.id] || { matched: 0, fired: 0 };
     cell(tr, r.id);
     cell(tr, describeWhen(r), "wrap");
@@ -560,30 +563,16 @@ async function refreshRules() {
     cell(tr, st.matched, "num");
     cell(tr, st.fired, "num");
     const td = document.createElement("td");
+    const path = "/__admin/faults/" + encodeURIComponent(r.id);
     td.appendChild(button("Edit", () => editRule(r)));
-    td.appendChild(button("Disable", () => ruleAction("PUT", "/__admin/ui/disabled/" + encodeURIComponent(r.id))));
-    td.appendChild(button("Delete", () => ruleAction("DELETE", "/__admin/faults/" + encodeURIComponent(r.id))));
+    td.appendChild(button(enabled ? "Disable" : "Enable", () => ruleAction("PATCH", path, { enabled: !enabled }),
+      enabled ? "stop this rule matching, keeping its place and counters" : "let this rule match again"));
+    td.appendChild(button("Delete", () => ruleAction("DELETE", path)));
     tr.appendChild(td);
     body.appendChild(tr);
   }
   $("rules-empty").hidden = state.rules.length > 0;
   drawRuleBars();
-  const disabled = parked.ok ? parked.data.rules : [];
-  $("disabled-box").hidden = !disabled.length;
-  const dbody = $("disabled-body");
-  dbody.textContent = "";
-  for (const r of disabled) {
-    const tr = document.createElement("tr");
-    tr.dataset.rule = r.id;
-    cell(tr, r.id);
-    cell(tr, describeWhen(r), "wrap");
-    cell(tr, describeFault(r), "wrap");
-    const td = document.createElement("td");
-    td.appendChild(button("Enable", () => ruleAction("POST", "/__admin/ui/disabled/" + encodeURIComponent(r.id) + "/enable")));
-    td.appendChild(button("Delete", () => ruleAction("DELETE", "/__admin/ui/disabled/" + encodeURIComponent(r.id))));
-    tr.appendChild(td);
-    dbody.appendChild(tr);
-  }
 }
 
 async function ruleAction(method, path, body) {
