@@ -24,6 +24,7 @@ serves threads and tasks alike.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 import uuid
@@ -31,6 +32,7 @@ from collections.abc import Callable, Generator, Mapping
 from typing import Any
 
 from ._auth import Auth, AuthFlow, OAuth2ClientCredentials
+from ._auth import Auth as _BaseAuth
 from ._breaker import BreakerRegistry
 from ._clock import sleep as _real_sleep
 from ._errors import (
@@ -52,7 +54,7 @@ from ._redaction import redact_url
 from ._retry import BudgetTracker, RetryState, parse_retry_after
 from ._timeouts import Deadline
 
-__all__ = ["Engine", "Flow", "Reply", "drive"]
+__all__ = ["Engine", "Flow", "Reply", "drive", "new_request_id"]
 
 logger = logging.getLogger("client")
 
@@ -69,7 +71,23 @@ def _on_error_served(error: ApiError) -> bool:
     )
 
 
-_CACHE_FIELDS = frozenset({"cache-control", "expires", "etag", "last-modified"})
+_PLAIN_FLOW = _BaseAuth.flow
+
+# Request ids need to be unique, not secret (an Idempotency-Key stays a uuid4): a private
+# generator seeded from the OS, reseeded in a forked child, saves the system call and the UUID
+# object of ``uuid.uuid4()`` on every call.
+_ids = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))
+
+
+def new_request_id() -> str:
+    """A random (version 4) UUID as text, for ``X-Request-ID``."""
+    h = "%032x" % ((_ids.getrandbits(128) & _UUID_CLEAR) | _UUID_SET)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_UUID_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID_SET = (0x4000 << 64) | (0x8000 << 48)
 
 
 def _nothing_to_cache(lk: Lookup, status: int, headers: Mapping[str, str]) -> bool:
@@ -85,12 +103,13 @@ def _nothing_to_cache(lk: Lookup, status: int, headers: Mapping[str, str]) -> bo
         and not lk.background
     ):
         return False
-    present = _CACHE_FIELDS.intersection(name.lower() for name in headers)
-    if not present:
-        return True
-    if present != {"cache-control"}:
+    get = headers.get  # a driver hands over a mapping with a cheap get (no scan, no KeyError)
+    if get("ETag") is not None or get("Last-Modified") is not None or get("Expires") is not None:
         return False
-    directives = str(headers.get("Cache-Control", "")).lower()
+    directives = get("Cache-Control")
+    if directives is None:
+        return True
+    directives = str(directives).lower()
     return "no-store" in directives and "must-understand" not in directives
 
 
@@ -197,7 +216,13 @@ class Engine:
         cache = self.cache
         lk = lookup
         if cache is not None and lk is None:
-            lk = cache.lookup(method, url, headers, credential=self.credential(cache_auth or auth, headers))
+            pairs = getattr(headers, "pairs", None)
+            lk = cache.lookup(
+                method,
+                url,
+                pairs() if pairs is not None else headers,
+                credential=self.credential(cache_auth or auth, headers),
+            )
         if lk is not None:
             hit = self.served_hit(lk, request_id)
             if hit is not None:
@@ -209,7 +234,7 @@ class Engine:
                         headers[name] = value
         if retry is not None:
             if id_header and request_id is None:
-                request_id = headers[id_header] = str(uuid.uuid4())
+                request_id = headers[id_header] = new_request_id()
             if retry.wants_key(method, url) and retry.idempotency_header not in headers:
                 headers[retry.idempotency_header] = str(uuid.uuid4())
         deadline = self.policies.timeouts.deadline()
@@ -226,15 +251,23 @@ class Engine:
         bucket = self.limiters.get(host) if self.limiters is not None else None
         waited = 0.0
         reauthenticated = False
+        # An auth whose flow is the base one sends nothing of its own: applied directly, without
+        # the two generators a flow costs (most credentials: a key, a token, a signature).
+        plain_auth = auth is not None and getattr(type(auth), "flow", None) is _PLAIN_FLOW
         if auth is not None:
-            yield from self._auth(auth, auth.flow(request), deadline)
+            if plain_auth:
+                auth.apply(request)
+            else:
+                yield from self._auth(auth, auth.flow(request), deadline)
         while True:
             state.attempt += 1
             error: ApiError | None = None
             received: Received | None = None
             if state.attempt > 1 and auth is not None:
-                yield from self._auth(auth, auth.flow(request, again=True), deadline)
-            sent_wall = self.wall()
+                if plain_auth:
+                    auth.reapply(request)
+                else:
+                    yield from self._auth(auth, auth.flow(request, again=True), deadline)
             admitted = False
             try:
                 ticket = breaker.acquire() if breaker is not None else None
@@ -427,7 +460,6 @@ class Engine:
             # The common miss: nothing stored matched, and the answer carries nothing a cache
             # could keep or validate; what the cache would conclude is known without asking it.
             cache_status = "miss"
-            self.metrics.incr("cache_misses")
         elif self.cache is not None and lk is not None:
             outcome = self.cache.on_response(
                 lk,
@@ -444,13 +476,12 @@ class Engine:
                 self.metrics.incr("cache_revalidations")
             elif cache_status == "stale":
                 self.metrics.incr("cache_stale_served")
-            elif cache_status == "miss":
-                self.metrics.incr("cache_misses")
         self.metrics.record_call(
             latency=self.clock() - started,
             attempts=state.attempt,
             status=served.status if served is not None else status,
             error=None,
+            counter="cache_misses" if cache_status == "miss" else None,
         )
         info = CallInfo(state.attempt, request_id, cache_status, waited, state.idle_for)
         if served is not None:

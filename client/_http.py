@@ -65,6 +65,18 @@ class Headers(MutableMapping[str, str]):
         for name, value in pairs:
             self[name] = value
 
+    @classmethod
+    def from_pairs(cls, pairs: Iterable[tuple[str, str]]) -> Headers:
+        """Headers from ``(name, value)`` pairs (a later pair replaces an earlier one)."""
+        headers = cls.__new__(cls)
+        headers._store = {name.lower(): (name, value) for name, value in pairs}
+        headers.touched = None
+        return headers
+
+    def pairs(self) -> tuple[tuple[str, str], ...]:
+        """``(name, value)`` pairs, as the cache takes them (no per-name look-ups)."""
+        return tuple(self._store.values())
+
     def track(self) -> Headers:
         """Start noting which names are set from now on (a driver copies only those back)."""
         self.touched = set()

@@ -29,7 +29,7 @@ import contextvars
 import inspect
 import ssl
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import anyio
@@ -51,6 +51,7 @@ from ._exceptions import (
     public,
 )
 from ._http import Final, Headers, Received, Request, Send, Sleep, host_key
+from ._limiter import TokenBucket
 from ._metrics import Metrics
 from ._policies import Policies
 from ._redaction import redact, redact_url
@@ -59,10 +60,8 @@ __all__ = ["AsyncResilientTransport", "ResilientTransport", "map_httpx_error"]
 
 #: The monotonic instant the current attempt must have its body by (``None``: no deadline).
 _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("resilient_deadline", default=None)
-#: The seconds the current attempt must still hold its bytes back (the host's limiter pause).
-_HOLD: contextvars.ContextVar[Callable[[], float] | None] = contextvars.ContextVar(
-    "resilient_hold", default=None
-)
+#: The limiter bucket whose server-announced pause the current attempt's bytes wait out.
+_HOLD: contextvars.ContextVar[TokenBucket | None] = contextvars.ContextVar("resilient_hold", default=None)
 
 # httpx class -> (client class, label, may the server have seen the request?)
 _MAPPING: tuple[tuple[type[BaseException], type[ApiError], str, bool], ...] = (
@@ -113,7 +112,7 @@ def _hold_left() -> float:
     hold = _HOLD.get()
     if hold is None:
         return 0.0
-    wait = hold()
+    wait = hold.paused_until - time.monotonic()  # a float read: no lock on every write
     if wait > 0:
         until = _DEADLINE.get()
         if until is not None and time.monotonic() + wait >= until:
@@ -244,13 +243,39 @@ def _wrap_backend(transport: Any, wrapper: type[Any]) -> bool:
 
 
 # -- shared -------------------------------------------------------------------------------------
+class _Lowered(dict[str, str]):
+    """Response headers as the engine reads them: lower-case names, repeated fields joined
+    (as ``httpx.Headers.items()`` gives them), and look-ups by any case. Built once a response:
+    ``httpx.Headers`` scans and decodes its whole list on every look-up, about a microsecond,
+    and the engine looks up half a dozen fields."""
+
+    __slots__ = ()
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return dict.get(self, name.lower(), default)
+
+    def __getitem__(self, name: str) -> str:
+        return dict.__getitem__(self, name.lower())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and dict.__contains__(self, name.lower())
+
+
+def _lowered(headers: httpx.Headers) -> _Lowered:
+    lowered = _Lowered()
+    for name, value in headers.multi_items():
+        seen = dict.get(lowered, name)
+        dict.__setitem__(lowered, name, value if seen is None else f"{seen}, {value}")
+    return lowered
+
+
 def _request_of(request: httpx.Request) -> Request:
     stream = request.stream
     replayable = isinstance(stream, httpx.ByteStream)
     body = request.content if replayable else None
     # The engine reads and sets headers many times a call; httpx.Headers scans and decodes its
     # whole list on every look-up, so the engine gets a dict copy and what it sets is copied back.
-    headers = Headers(request.headers.multi_items()).track()
+    headers = Headers.from_pairs(request.headers.multi_items()).track()
     return Request(request.method, str(request.url), headers, body or None, replayable=replayable)
 
 
@@ -266,8 +291,8 @@ def _sync_headers(request: httpx.Request, neutral: Request) -> None:
         if value is None:
             if lower in target:
                 del target[lower]
-        elif target.get(lower) != value:
-            target[lower] = value
+        else:
+            target[lower] = value  # one scan: setting what is there already changes nothing
     touched.clear()
 
 
@@ -336,13 +361,13 @@ class _Base:
         """The counters of every call made through this transport."""
         return self.engine.metrics
 
-    def _hold(self, action: Send) -> Callable[[], float] | None:
+    def _hold(self, action: Send) -> TokenBucket | None:
         """What holds this attempt's bytes back: its host's limiter pause (real time only: a
         fake clock's pauses are the engine's to wait out, in its own sleeps)."""
         limiters = self.engine.limiters
         if action.attempt == 0 or limiters is None or limiters.policy.clock is not monotonic:
             return None
-        return limiters.get(host_key(action.request.url)).pause_left
+        return limiters.get(host_key(action.request.url))
 
     def _flow(self, request: httpx.Request) -> tuple[Request, Flow]:
         neutral = _request_of(request)
@@ -418,7 +443,7 @@ class ResilientTransport(_Base, httpx.BaseTransport):
             finally:
                 _DEADLINE.reset(token)
                 _HOLD.reset(held)
-            return Received(response.status_code, response.headers, body, response)
+            return Received(response.status_code, _lowered(response.headers), body, response)
 
         def sleep(action: Sleep) -> None:
             engine.sleeper(action)(action.seconds)
@@ -447,7 +472,7 @@ class ResilientTransport(_Base, httpx.BaseTransport):
 
 def _head_seen(exc: BaseException, response: httpx.Response) -> None:
     """Remember on a body error the head that did arrive (its rate-limit headers count)."""
-    exc.__dict__["received"] = Received(response.status_code, response.headers, None, response)
+    exc.__dict__["received"] = Received(response.status_code, _lowered(response.headers), None, response)
 
 
 def _mapped(exc: BaseException, target: httpx.Request) -> ApiError:
@@ -605,7 +630,7 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
                     slots.release()  # type: ignore[union-attr]
                 _DEADLINE.reset(token)
                 _HOLD.reset(held)
-            return Received(response.status_code, response.headers, body, response)
+            return Received(response.status_code, _lowered(response.headers), body, response)
 
         async def sleep(action: Sleep) -> None:
             await _await_sleep(engine.sleeper(action), action.seconds)

@@ -80,11 +80,22 @@ class Metrics:
             self._latencies[self._next] = seconds
             self._next = (self._next + 1) % self._size
 
-    def record_call(self, *, latency: float, attempts: int, status: int | None, error: str | None) -> None:
-        """One logical request finished after ``attempts`` attempts."""
+    def record_call(
+        self,
+        *,
+        latency: float,
+        attempts: int,
+        status: int | None,
+        error: str | None,
+        counter: str | None = None,
+    ) -> None:
+        """One logical request finished after ``attempts`` attempts (``counter``: a named counter
+        to bump with it, under the same lock)."""
         with self._lock:
             c = self._c
             c["requests"] += 1
+            if counter is not None:
+                c[counter] += 1
             c["attempts"] += attempts
             if attempts > 1:
                 c["retries"] += attempts - 1

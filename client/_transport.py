@@ -15,7 +15,7 @@ min(read timeout, time left), so a body that trickles in cannot hold a call past
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from datetime import timedelta
 from typing import Any
 
@@ -65,6 +65,49 @@ def call_info(response: Any) -> CallInfo | None:
     return info if isinstance(info, CallInfo) else None
 
 
+class _Fast(MutableMapping[str, str]):
+    """A ``requests`` ``CaseInsensitiveDict`` as the engine reads it: look-ups go straight to its
+    store (its own ``get`` and ``in`` raise and catch a ``KeyError`` for every missing name, a
+    dozen times a call); writes go through it, so the caller's object is the one changed."""
+
+    __slots__ = ("_cid", "_store")
+
+    def __init__(self, cid: CaseInsensitiveDict[str]) -> None:
+        self._cid = cid
+        self._store: dict[str, tuple[str, str]] = cid._store  # type: ignore[attr-defined]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        item = self._store.get(name.lower())
+        return default if item is None else item[1]
+
+    def __getitem__(self, name: str) -> str:
+        return self._store[name.lower()][1]
+
+    def __setitem__(self, name: str, value: str) -> None:
+        self._cid[name] = value
+
+    def __delitem__(self, name: str) -> None:
+        del self._cid[name]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._store
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, _ in self._store.values())
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def pairs(self) -> tuple[tuple[str, str], ...]:
+        """``(name, value)`` pairs, as the cache takes them."""
+        return tuple(p if type(p[1]) is str else (p[0], str(p[1])) for p in self._store.values())
+
+
+def _fast(headers: Any) -> Any:
+    """``headers`` with cheap look-ups when it is a ``CaseInsensitiveDict`` (else as it is)."""
+    return _Fast(headers) if type(headers) is CaseInsensitiveDict else headers
+
+
 def _no_auth(r: requests.PreparedRequest) -> requests.PreparedRequest:
     return r
 
@@ -109,7 +152,10 @@ def read_body(response: requests.Response, action: Send) -> bytes:
         return response.content or b""
     deadline = action.deadline
     sock = _socket(raw) if deadline.expires_at is not None else None
-    before = sock.gettimeout() if sock is not None else None
+    # The socket already waits at most the attempt's read timeout (clipped to the time left
+    # when it was sent); it is shortened (a system call each time) only once the deadline is
+    # nearer than that, and put back after.
+    before = current = sock.gettimeout() if sock is not None else None
     chunks = []
     try:
         while True:
@@ -120,7 +166,10 @@ def read_body(response: requests.Response, action: Send) -> bytes:
                         f"the total deadline ran out while reading the body of attempt {action.attempt}"
                     )
                 if sock is not None:
-                    sock.settimeout(min(action.read, left) if action.read else left)
+                    want = min(action.read, left) if action.read else left
+                    if current is None or want < current:
+                        sock.settimeout(want)
+                        current = want
             chunk = raw.read1(_CHUNK, decode_content=True)
             if not chunk:
                 break
@@ -129,7 +178,7 @@ def read_body(response: requests.Response, action: Send) -> bytes:
         response.close()
         raise
     finally:
-        if sock is not None:
+        if sock is not None and current != before:
             try:
                 sock.settimeout(before)
             except OSError:
@@ -140,6 +189,119 @@ def read_body(response: requests.Response, action: Send) -> bytes:
     return content
 
 
+_READ_TIMEOUTS = (urllib3.exceptions.ReadTimeoutError, TimeoutError)
+
+
+def bound_stream(response: requests.Response, action: Send) -> None:
+    """Keep the deadline over a body the caller streams (``stream=True``): each read of
+    ``response.raw`` (``read``, ``read1``, ``read_chunked``, and so ``iter_content``,
+    ``iter_lines`` and ``content``) waits at most min(read timeout, time left), and a read once the
+    deadline has passed raises :class:`DeadlineExceeded`, as an unstreamed call's body does."""
+    deadline = action.deadline
+    raw = response.raw
+    if deadline.expires_at is None or raw is None or not hasattr(raw, "read"):
+        return
+    sock = _socket(raw)
+    attempt = action.attempt
+    read_timeout = action.read
+
+    def late(cause: BaseException | None = None) -> DeadlineExceeded:
+        error = DeadlineExceeded(
+            f"the total deadline ran out while the caller read the streamed body of attempt {attempt}"
+        )
+        error.__cause__ = cause
+        return error
+
+    def tighten() -> float | None:
+        """Check the deadline; shorten the socket's timeout when the deadline is nearer
+        (returning the timeout to put back), else ``None``."""
+        left = deadline.remaining()
+        if left <= 0:
+            raise late()
+        if sock is None:
+            return None
+        want = min(read_timeout, left) if read_timeout else left
+        before = sock.gettimeout()
+        if before is not None and want >= before:
+            return None
+        try:
+            sock.settimeout(want)
+        except OSError:
+            return None
+        return before if before is not None else -1.0
+
+    def restore(before: float | None) -> None:
+        if before is not None and sock is not None:
+            try:
+                sock.settimeout(None if before < 0 else before)
+            except OSError:
+                pass
+
+    def bounded(method: Any) -> Any:
+        def read(*args: Any, **kwargs: Any) -> Any:
+            before = tighten()
+            try:
+                return method(*args, **kwargs)
+            except _READ_TIMEOUTS as exc:
+                if deadline.remaining() <= 0:
+                    raise late(exc) from exc
+                raise
+            finally:
+                restore(before)
+
+        return read
+
+    def bounded_chunks(method: Any) -> Any:
+        def read_chunked(*args: Any, **kwargs: Any) -> Iterator[bytes]:
+            chunks = method(*args, **kwargs)
+            while True:
+                before = tighten()
+                try:
+                    chunk = next(chunks)
+                except StopIteration:
+                    return
+                except _READ_TIMEOUTS as exc:
+                    if deadline.remaining() <= 0:
+                        raise late(exc) from exc
+                    raise
+                finally:
+                    restore(before)
+                yield chunk
+
+        return read_chunked
+
+    def stepwise(read1: Any, whole: Any) -> Any:
+        # ``read(amt)`` loops over the socket until it has ``amt`` bytes: a body dripped in
+        # never times one receive out. Built from ``read1`` (one receive each), the deadline is
+        # checked, and the socket's timeout shortened, before every receive.
+        def read(
+            amt: int | None = None, decode_content: bool | None = None, cache_content: bool = False
+        ) -> bytes:
+            if cache_content:
+                return bytes(whole(amt, decode_content, cache_content))
+            parts = []
+            got = 0
+            while amt is None or got < amt:
+                chunk = read1(_CHUNK if amt is None else amt - got, decode_content=decode_content)
+                if not chunk:
+                    break
+                parts.append(chunk)
+                got += len(chunk)
+            return b"".join(parts)
+
+        return read
+
+    # Instance attributes shadow the methods: urllib3's own stream() and requests' iter_content
+    # call them through ``self``, so every way of reading the body goes through the bound.
+    if hasattr(raw, "read1"):
+        raw.read1 = bounded(raw.read1)  # type: ignore[method-assign]
+        raw.read = stepwise(raw.read1, bounded(raw.read))  # type: ignore[method-assign]
+    else:
+        raw.read = bounded(raw.read)  # type: ignore[method-assign]
+    if hasattr(raw, "read_chunked"):
+        raw.read_chunked = bounded_chunks(raw.read_chunked)  # type: ignore[method-assign]
+
+
 def _replayable(body: Any) -> bool:
     return body is None or isinstance(body, bytes | str)
 
@@ -147,7 +309,8 @@ def _replayable(body: Any) -> bool:
 def _request_of(prep: requests.PreparedRequest) -> Request:
     body = prep.body
     data = body.encode("utf-8") if isinstance(body, str) else body if isinstance(body, bytes) else None
-    return Request(prep.method or "GET", prep.url or "", prep.headers, data, replayable=_replayable(body))
+    method, url = prep.method or "GET", prep.url or ""
+    return Request(method, url, _fast(prep.headers), data, replayable=_replayable(body))
 
 
 class _Driver:
@@ -181,7 +344,11 @@ class _Driver:
             except _LOWER_ERRORS as exc:
                 raise map_exception(exc, method=prep.method or "", url=prep.url or "") from exc
             try:
-                body = None if stream else read_body(response, action)
+                if stream:
+                    body = None
+                    bound_stream(response, action)
+                else:
+                    body = read_body(response, action)
             except (ApiError, *_LOWER_ERRORS) as exc:
                 error = (
                     exc
@@ -189,11 +356,11 @@ class _Driver:
                     else map_exception(exc, method=prep.method or "", url=prep.url or "")
                 )
                 # The head did arrive: the engine still reads its rate-limit headers.
-                error.received = Received(response.status_code, response.headers, None, response)  # type: ignore[attr-defined]
+                error.received = Received(response.status_code, _fast(response.headers), None, response)  # type: ignore[attr-defined]
                 if error is exc:
                     raise
                 raise error from exc
-            return Received(response.status_code, response.headers, body, response)
+            return Received(response.status_code, _fast(response.headers), body, response)
 
         flow = engine.call(
             request, auth=auth, timeout=_timeout(timeout), lookup=lookup, cache_auth=cache_auth
@@ -226,7 +393,7 @@ class _Driver:
             raise
         except _LOWER_ERRORS as exc:
             raise map_exception(exc, method="POST", url=wanted.url) from exc
-        return Received(response.status_code, response.headers, response.content, response)
+        return Received(response.status_code, _fast(response.headers), response.content, response)
 
     def _response(self, final: Final, prep: requests.PreparedRequest) -> requests.Response:
         if final.served is not None:
@@ -305,7 +472,12 @@ class _MergedHeaders(Mapping[str, str]):
         if call is not None and name in call:
             value = call[name]
             return default if value is None else str(value)
-        value = self._session.get(name)
+        session = self._session
+        if type(session) is CaseInsensitiveDict:
+            item = session._store.get(name.lower())  # type: ignore[attr-defined]
+            value = None if item is None else item[1]
+        else:
+            value = session.get(name)
         return default if value is None else str(value)
 
     def __contains__(self, name: object) -> bool:
@@ -323,7 +495,13 @@ class _MergedHeaders(Mapping[str, str]):
     def pairs(self) -> tuple[tuple[str, str], ...]:
         """The merged headers as the cache takes them (name, value) -- cheap when the call adds
         none, the common case."""
-        session = tuple((k, str(v)) for k, v in self._session.items() if v is not None)
+        store = getattr(self._session, "_store", None)
+        if type(self._session) is CaseInsensitiveDict and type(store) is dict:
+            session = tuple(
+                p if type(p[1]) is str else (p[0], str(p[1])) for p in store.values() if p[1] is not None
+            )
+        else:
+            session = tuple((k, str(v)) for k, v in self._session.items() if v is not None)
         call = self._call
         if not call:
             return session

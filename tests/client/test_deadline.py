@@ -122,3 +122,22 @@ def test_a_truncated_body_still_announces_the_rate_limit(mock_server_factory, dr
     assert not [f for f in report["findings"] if f["kind"] == "request_while_rate_limited"], report
     journal = requests.get(f"{fake.url}/__admin/requests", params={"session": "cut"}, timeout=5).json()
     assert len(journal["requests"]) == 3  # the retry of the cut answer, after the reset
+
+
+@pytest.mark.parametrize("how", ["iter_content", "content", "raw"])
+def test_a_streamed_body_cannot_outlive_the_deadline_either(mock_server, how):
+    """With ``stream=True`` the caller reads the body; each of its reads still waits at most
+    the time left, and a read once the deadline is spent raises DeadlineExceeded."""
+    trickle(mock_server, "/health", bytes_per_s=20)  # 68 bytes: about 3.4 s
+    policies = Policies(retry=None, cache=None, timeouts=Timeouts(connect=2, read=1, total=0.4))
+    with ResilientSession(policies) as session:
+        response = session.get(f"{mock_server.url}/health", stream=True)
+        with pytest.raises(DeadlineExceeded):
+            if how == "iter_content":
+                for _ in response.iter_content(chunk_size=4):
+                    pass
+            elif how == "content":
+                _ = response.content
+            else:
+                while response.raw.read(4):
+                    pass

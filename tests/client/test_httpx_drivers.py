@@ -351,7 +351,7 @@ def test_a_write_is_held_while_the_host_is_paused() -> None:
         def write(self, buffer: bytes, timeout: float | None = None) -> None:
             seen.append(bucket.pause_left())
 
-    token = _HOLD.set(bucket.pause_left)
+    token = _HOLD.set(bucket)
     try:
         _Stream(Inner()).write(b"GET / HTTP/1.1\r\n\r\n")  # type: ignore[arg-type]
     finally:
