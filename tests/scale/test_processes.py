@@ -187,3 +187,19 @@ def test_every_form_of_state_url_is_accepted(url: str) -> None:
 
     assert check_url(url) == url
     assert "pw" not in shown(url)
+
+
+@pytest.mark.mock_server(workers=2)
+def test_the_fixture_starts_workers_on_a_private_redis_server(mock_server: Any) -> None:
+    from mock_server import Workers
+
+    from .conftest import conns_on_distinct_workers
+
+    assert isinstance(mock_server, Workers) and len(mock_server.pids) == 2
+    assert mock_server.config.state is not None and mock_server.config.state.startswith("unix://")
+    a, b = conns_on_distinct_workers(mock_server.url, mock_server.pids, 2)
+    assert a("POST", "/profiles", {"tenant": "demo", "profile_name": "f", "hrv_vector": [0.5] * 8})[0] == 201
+    assert b("GET", "/profiles/demo/f")[0] == 200
+    assert mock_server.admin.count(path="/profiles/demo/f") == 1
+    a.close()
+    b.close()
