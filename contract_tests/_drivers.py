@@ -66,8 +66,9 @@ def _to_httpx(exc: BaseException) -> BaseException:
 class _Recorder:
     """What an httpx inner transport saw: every attempt, with the test clock's readings."""
 
-    def __init__(self, clock: FakeClock) -> None:
+    def __init__(self, clock: FakeClock, hide: Sequence[str] = ()) -> None:
         self.clock = clock
+        self.hide = tuple(hide)
         self.sent: list[Sent] = []
         self._lock = threading.Lock()
 
@@ -78,6 +79,9 @@ class _Recorder:
         return record
 
     def after(self, record: Sent, response: httpx.Response) -> None:
+        for name in self.hide:  # answer headers the client must not see (a server without them)
+            if name in response.headers:
+                del response.headers[name]
         record.status = response.status_code
         record.response_headers = CaseInsensitiveDict(dict(response.headers))
         record.received_mono, record.received_wall = self.clock.clock(), self.clock.wall()
@@ -149,6 +153,7 @@ class Caller:
         base_headers: Mapping[str, str],
         script: Sequence[Any] | None,
         real_time: bool = False,
+        hide: Sequence[str] = (),
     ) -> None:
         self.driver = driver
         self.clock = clock
@@ -161,7 +166,9 @@ class Caller:
         if driver == "requests":
             session = ResilientSession(timed)
             adapter = (
-                CannedAdapter(clock, script) if script is not None else RecordingAdapter(clock, max_retries=0)
+                CannedAdapter(clock, script)
+                if script is not None
+                else RecordingAdapter(clock, hide=hide, max_retries=0)
             )
             session.mount("http://", adapter)
             session.mount("https://", adapter)
@@ -175,7 +182,7 @@ class Caller:
                 inner: Any = httpx.MockTransport(canned.answer)
                 recorder = canned.recorder
             else:
-                recorder = _Recorder(clock)
+                recorder = _Recorder(clock, hide)
                 inner = _RecordingTransport(recorder)
             transport = ResilientTransport(timed, transport=inner)
             self.session = httpx.Client(transport=transport, headers=dict(base_headers))
@@ -187,7 +194,7 @@ class Caller:
                 inner = httpx.MockTransport(canned.answer)
                 recorder = canned.recorder
             else:
-                recorder = _Recorder(clock)
+                recorder = _Recorder(clock, hide)
                 inner = _AsyncRecordingTransport(recorder)
             atransport = AsyncResilientTransport(timed, transport=inner)
             self._runner = asyncio.Runner()
@@ -281,11 +288,19 @@ def caller(
     base_headers: Mapping[str, str] | None = None,
     script: Sequence[Answer | Callable[[FakeClock], Answer]] | None = None,
     real_time: bool = False,
+    hide: Sequence[str] = (),
 ) -> Caller:
     """A client under test on fake time (``real_time``: the policies' own clocks and sleeps; the
-    test clock only stamps the records): the real wire (recorded), or ``script``'s answers."""
+    test clock only stamps the records): the real wire (recorded; ``hide``: answer headers taken
+    out before the client sees them), or ``script``'s answers."""
     return Caller(
-        driver, policies, clock, base_headers=base_headers or {}, script=script, real_time=real_time
+        driver,
+        policies,
+        clock,
+        base_headers=base_headers or {},
+        script=script,
+        real_time=real_time,
+        hide=hide,
     )
 
 

@@ -105,11 +105,18 @@ class Sent:
 class RecordingAdapter(HTTPAdapter):
     """A real HTTPAdapter that notes every attempt with the test's clock readings."""
 
-    def __init__(self, clock: FakeClock, **kwargs: Any) -> None:
+    def __init__(self, clock: FakeClock, *, hide: Sequence[str] = (), **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.clock = clock
+        self.hide = tuple(hide)
         self.sent: list[Sent] = []
         self._lock = threading.Lock()
+
+    def build_response(self, req: Any, resp: Any) -> requests.Response:
+        response = super().build_response(req, resp)
+        for name in self.hide:  # answer headers the client must not see (a server without them)
+            response.headers.pop(name, None)
+        return response
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
         record = Sent.of(request, self.clock)
