@@ -46,6 +46,8 @@ PREFIX = "mock:"
 # How long a claim on an idempotency key outlives a process killed while holding it.
 _CLAIM_MS = 30_000
 _POLL = 0.01
+# Profiles kept decoded (the hot reads repeat); past this many the map starts again.
+_DECODED = 1024
 
 _BUCKET = """
 local function bucket()
@@ -205,6 +207,7 @@ class RedisState(ApiState):
         self._redis: aioredis.Redis | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._pipe: CommandPipe | None = None
+        self._decoded: dict[tuple[str, str, bytes], Profile] = {}
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -326,7 +329,16 @@ class RedisState(ApiState):
     async def get_profile(self, tenant: str, name: str, ticket: Ticket | None) -> Profile | None:
         result = await self._run("get", ticket, f"{PREFIX}p:{tenant}:{name}")
         raw = result[2]
-        return None if raw is None else _decode_profile(tenant, name, raw)
+        if raw is None:
+            return None
+        # The stored bytes name one version of one profile: decoded once, then reused.
+        key = (tenant, name, raw)
+        profile = self._decoded.get(key)
+        if profile is None:
+            if len(self._decoded) >= _DECODED:
+                self._decoded.clear()
+            profile = self._decoded[key] = _decode_profile(tenant, name, raw)
+        return profile
 
     async def page(
         self, tenant: str, after: str | None, limit: int, ticket: Ticket | None
