@@ -167,3 +167,20 @@ def test_a_reset_comes_back_to_the_start_rules_enabled_as_they_were() -> None:
         assert (await call(layer, "GET", "/x"))[0] == 503
 
     asyncio.run(go())
+
+
+def test_a_bad_enabled_in_an_admin_body_is_a_422_naming_it_and_adds_nothing() -> None:
+    async def go() -> None:
+        layer = FaultLayer(api)
+        body = {"rules": [SLOW, {**DOWN, "enabled": "off"}]}
+        status, _, raw = await admin(layer, "POST", "/__admin/faults", body)
+        assert status == 422
+        error = json.loads(raw)["error"]
+        assert error["message"].startswith("rules[1].enabled: must be true or false")
+        assert error["details"][0]["loc"] == ["rules", 1, "enabled"]
+        assert (await _faults(layer))["rules"] == []
+        status, _, raw = await admin(layer, "POST", "/__admin/faults", {**DOWN, "enabled": False})
+        assert status == 201 and json.loads(raw)["enabled"] is False
+        assert (await call(layer, "GET", "/x"))[0] == 200
+
+    asyncio.run(go())
