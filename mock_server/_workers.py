@@ -19,6 +19,7 @@ import os
 import queue
 import signal
 import socket
+import sys
 import threading
 import time
 from dataclasses import replace
@@ -42,6 +43,12 @@ def _worker(config: ServerConfig, sock: socket.socket, ready: Any) -> None:  # p
     from ._server import ListenSocket, Server, _uvicorn, raise_fd_limit
 
     listener = ListenSocket(sock.family, sock.type, sock.proto, fileno=sock.detach())
+    if config.state is not None:
+        try:
+            check_reachable(config.state)  # one line, not the app's start-up traceback
+        except ConfigError as exc:
+            print(f"mock-server: {exc}", file=sys.stderr, flush=True)
+            sys.exit(2)
     raise_fd_limit()
     app, _ = build(config)
     server = Server(_uvicorn(app, config), on_started=lambda: ready.put(os.getpid()), freeze_gc=True)
@@ -139,7 +146,8 @@ class Workers:
                     raise RuntimeError(f"the workers did not start within {timeout} s") from None
 
     def supervise(self, on_started: Any = None) -> int:
-        """Until SIGINT or SIGTERM: restart workers that die; then stop everything. Returns 0."""
+        """Until SIGINT or SIGTERM: restart workers that die; then stop everything. Returns 0, or
+        1 (with a line on stderr) when a dead worker could not be started again."""
 
         def stop(signum: int, frame: FrameType | None) -> None:
             self._stopping.set()
@@ -149,7 +157,11 @@ class Workers:
             if on_started is not None:
                 on_started()
             while not self._stopping.wait(0.2):
-                self.restart_dead()
+                try:
+                    self.restart_dead()
+                except RuntimeError as exc:
+                    print(f"mock-server: a worker died; {exc}; stopping", file=sys.stderr, flush=True)
+                    return 1
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

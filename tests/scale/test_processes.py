@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -203,3 +204,21 @@ def test_the_fixture_starts_workers_on_a_private_redis_server(mock_server: Any) 
     assert mock_server.admin.count(path="/profiles/demo/f") == 1
     a.close()
     b.close()
+
+
+def test_a_worker_that_cannot_start_again_stops_the_fake_with_one_line(
+    own_redis: Callable[[], subprocess.Popen[bytes]], cli_fake: Callable[..., Any]
+) -> None:
+    server = own_redis()
+    url = own_redis.url  # type: ignore[attr-defined]
+    fake = cli_fake("--workers", "2", "--state", url, "--db", ":memory:")
+    workers = [c for c in _children(fake.proc.pid) if "spawn_main" in _cmdline(c)]
+    assert len(workers) == 2
+    server.kill()  # Redis gone for good
+    server.wait()
+    os.kill(workers[0], signal.SIGKILL)
+    _, err = fake.proc.communicate(timeout=20)
+    assert fake.proc.returncode == 1
+    assert f"mock-server: --state {url}: cannot reach Redis there" in err
+    assert "mock-server: a worker died; a worker exited with code 2 while starting; stopping" in err
+    assert "Traceback" not in err
