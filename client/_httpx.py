@@ -262,10 +262,13 @@ class _Lowered(dict[str, str]):
 
 
 def _lowered(headers: httpx.Headers) -> _Lowered:
-    lowered = _Lowered()
-    for name, value in headers.multi_items():
-        seen = dict.get(lowered, name)
-        dict.__setitem__(lowered, name, value if seen is None else f"{seen}, {value}")
+    items = headers.multi_items()  # lower-case names, decoded values
+    lowered = _Lowered(items)
+    if len(lowered) != len(items):  # a repeated field: its lines joined, in order
+        lowered = _Lowered()
+        for name, value in items:
+            seen = dict.get(lowered, name)
+            dict.__setitem__(lowered, name, value if seen is None else f"{seen}, {value}")
     return lowered
 
 

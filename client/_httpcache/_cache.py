@@ -121,6 +121,11 @@ class HttpCache:
 
         if method not in self.policy.methods or method not in ("GET", "HEAD"):
             return answer(Action.BYPASS, None, headers)
+        if not self._store.variants(key) and not any(name.lower() == "cache-control" for name, _ in headers):
+            # Nothing stored for the URL, and no request directive (no-store, only-if-cached)
+            # to obey: a miss sending the request as it is, whatever else it carries (its own
+            # conditionals go as they are; there is no validator to add).
+            return answer(Action.MISS, None, headers)
         req = RequestView(headers)
         if req.no_store:
             # The old cache's rule, kept: a caller asking for no-store neither reads nor writes.
