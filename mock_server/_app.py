@@ -55,6 +55,8 @@ def build(
         wall=wall,
         # With --state (or --workers), rules, counters, journal and metrics live in Redis too.
         redis=getattr(config, "state", None) or None,
+        # Shared buckets are refilled once, by the process that got the reset, before it answers.
+        on_reset_shared=api.reset_shared_limits,
     )
     return (layer if origins is None else Cors(layer, origins)), api
 

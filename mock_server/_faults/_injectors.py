@@ -132,10 +132,12 @@ class Injectors:
         *,
         wall: Callable[[], float] = time.time,
         rate_limit: int = 600,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.app = app
         self.held = held
         self.wall = wall
+        self.clock = clock
         self.rate_limit = rate_limit
         self._by_kind: dict[str, Injector] = {
             "status": self.status,
@@ -150,7 +152,7 @@ class Injectors:
 
     def observing(self, entry: Entry, send: Send) -> Send:
         """``send``, noting the API's status, outcome and rate-limit headers in ``entry``."""
-        wall = self.wall
+        wall, clock = self.wall, self.clock
 
         async def observed(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -158,6 +160,7 @@ class Injectors:
                 note_headers(entry, message.get("headers", ()), wall)
             elif not message.get("more_body", False) and message["type"] == "http.response.body":
                 entry.outcome = "response"
+                entry.answered_mono = clock()
             await send(message)
 
         return observed

@@ -99,6 +99,9 @@ class Entry:
     ratelimit_reset_at: float | None = None
     #: A fingerprint of the request body (never the body), to tell retries from new requests.
     body_digest: str | None = None
+    #: Monotonic time the API's last response byte went to the server; the duration ends
+    #: there, not when the API's code returns (it may still await something after).
+    answered_mono: float | None = None
 
     @property
     def completed(self) -> bool:

@@ -17,7 +17,7 @@ import hashlib
 import hmac
 import ipaddress
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from starlette.datastructures import Headers
@@ -106,7 +106,8 @@ class FaultLayer:
     ``seed``, ``journal_size``, ``journal_max_bytes``, ``session_ttl`` and ``on_reset`` (which
     are then ignored). ``redis`` (a ``redis.asyncio.Redis`` client, or a ``redis://``,
     ``rediss://`` or ``unix://`` URL) puts the fault state on Redis under ``redis_prefix``,
-    shared with every process pointed at the same place (see ``_redis_state``); the layer then
+    shared with every process pointed at the same place (see ``_redis_state``), and
+    ``on_reset_shared`` (an async ``on_reset``) refills shared buckets once per reset; the layer then
     starts it at lifespan start-up (or on the first request) and writes what it queued at
     lifespan shutdown. Without either, the state lives in this process and the request path
     never awaits it.
@@ -136,6 +137,7 @@ class FaultLayer:
         state: FaultState | None = None,
         redis: Any = None,
         redis_prefix: str = "mock:f:",
+        on_reset_shared: Callable[[str | None], Awaitable[None]] | None = None,
         docs: bool = True,
     ) -> None:
         self.app = app
@@ -152,6 +154,7 @@ class FaultLayer:
                 journal_max_bytes=journal_max_bytes,
                 session_ttl=session_ttl,
                 on_reset=on_reset,
+                on_reset_shared=on_reset_shared,
                 clock=clock,
                 wall=wall,
             )
@@ -179,7 +182,7 @@ class FaultLayer:
         self._auth_failures = auth_failures
         self._admin_token = admin_token.encode() if admin_token is not None else None
         self._tenant_of = tenant_of or _no_tenant
-        self.injectors = Injectors(app, state.held, wall=wall, rate_limit=rate_limit)
+        self.injectors = Injectors(app, state.held, wall=wall, rate_limit=rate_limit, clock=clock)
         self._admin = build_admin(state, max_body_bytes=max_body_bytes)
         # /docs (Swagger UI) and the dashboard's static files; imported here, the package imports this one.
         from .._ui import PUBLIC_PATHS, DocsApp
@@ -223,7 +226,10 @@ class FaultLayer:
             await self._docs(scope, receive, send)
             return
 
+        # Both times before any round trip to a shared state: the grader compares this arrival
+        # with other requests' completions, which must not look later than they were.
         started = self.clock()
+        arrived_at = self.wall()
         headers: dict[str, str] = {}
         for key, value in scope["headers"]:
             if key in _WANTED:
@@ -280,7 +286,7 @@ class FaultLayer:
             tenant=tenant,
             session=session,
             idempotency_key=bounded_or_none(headers.get("idempotency-key"), FIELD_CHARS["idempotency_key"]),
-            arrived_at=self.wall(),
+            arrived_at=arrived_at,
             arrived_mono=started,
             fault=None if decision is None else (decision.fault.type if decision.fault else "latency"),
             rule=None if decision is None else decision.rule,
@@ -323,7 +329,8 @@ class FaultLayer:
         note_headers(entry, headers, self.wall)
 
     def _finish(self, entry: Entry, scope: Scope) -> None:
-        entry.duration_s = self.clock() - entry.arrived_mono
+        answered = entry.answered_mono
+        entry.duration_s = (self.clock() if answered is None else answered) - entry.arrived_mono
         if entry.outcome is None:
             entry.outcome = "response" if entry.status is not None else "error"
         route = scope.get("route")

@@ -57,6 +57,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
+from .._errors import ApiError
 from .._untrusted import session_id
 from ._engine import HEADER_RULE, Decision, HeaderSource
 from ._errors import FaultConfigError
@@ -69,6 +70,8 @@ from ._random import draws
 from ._state import FaultState, OnReset, RuleExists, StateUnavailable
 
 T = TypeVar("T")
+#: Refills the shared rate-limit buckets (every one, or a session's) for an admin reset.
+SharedReset = Callable[[str | None], Awaitable[None]]
 
 #: How far ahead of the last counter value it saw a process sends probability outcomes, beyond
 #: one per request of its own already on the way for the same rule and session.
@@ -293,7 +296,10 @@ class RedisFaultState(FaultState):
 
     ``redis`` is a ``redis.asyncio.Redis`` client or a ``redis://``, ``rediss://`` or ``unix://``
     URL (then the state owns the client it makes and closes it). The other arguments are
-    :class:`FaultState`'s; ``max_sessions`` bounds the sessions with counters, ``flush_s`` is how
+    :class:`FaultState`'s, but ``on_reset`` runs only in the process that got the reset (the
+    others release their held requests); ``on_reset_shared``, when given, replaces it and is
+    awaited before the reset answers (the shared rate-limit buckets, refilled once).
+    ``max_sessions`` bounds the sessions with counters, ``flush_s`` is how
     long journal records and metrics gather before they are written. :meth:`start` (called by the
     layer at lifespan start-up, or on the first request) connects and loads; :meth:`close` writes
     what is queued.
@@ -313,12 +319,14 @@ class RedisFaultState(FaultState):
         session_ttl: float = 600.0,
         max_sessions: int = 100_000,
         on_reset: OnReset | None = None,
+        on_reset_shared: SharedReset | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         flush_s: float = 0.005,
     ) -> None:
         self.wall = wall
         self._clock = clock
+        self._reset_shared = on_reset_shared
         super().__init__(
             rules=rules,
             seed=seed,
@@ -910,7 +918,15 @@ class RedisFaultState(FaultState):
             await self._script("reset_session", self._epoch, _tag(session))
         dropped = await self.clear_journal(session)
         released = self.held.release(session, all_sessions=session is None)
-        self._on_reset(session)
+        if self._reset_shared is not None:
+            # The shared buckets, once, before the answer: a deletion by every process (some
+            # landing after requests already used the fresh buckets) would admit more than burst.
+            try:
+                await self._reset_shared(session)
+            except ApiError as exc:
+                raise StateUnavailable(self.where) from exc
+        else:
+            self._on_reset(session)
         released += await self._broadcast({"op": "reset", "session": session})
         return {"session": session, "journal_entries_dropped": dropped, "held_requests_cancelled": released}
 
@@ -960,8 +976,8 @@ class RedisFaultState(FaultState):
                 if data.get("origin") == self.origin or data.get("op") != "reset":
                     continue
                 session = data.get("session")
+                # Not on_reset: the process that got the admin call refilled the shared buckets.
                 released = self.held.release(session, all_sessions=session is None)
-                self._on_reset(session)
                 pipe = self.client.pipeline(transaction=False)
                 pipe.hincrby(data["reply"], "released", released)
                 pipe.hincrby(data["reply"], "acks", 1)

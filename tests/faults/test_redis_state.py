@@ -569,3 +569,129 @@ def test_records_queued_while_redis_is_gone_are_written_when_it_is_back(redis_ou
                 assert [(r["path"], r["status"]) for r in listed] == [("/acked", 200)]
 
     run(go)
+
+
+def test_a_reset_refills_the_shared_buckets_once_before_it_answers(url: str) -> None:
+    """Only the process that got the reset refills the shared buckets, and before it answers: a
+    refill by every process could land after requests already used the fresh buckets."""
+
+    async def go() -> None:
+        prefix = f"t{uuid.uuid4().hex[:8]}:"
+        calls: list[tuple[str, str | None]] = []
+        done: list[str] = []
+
+        def layer(name: str) -> FaultLayer:
+            async def refill(session: str | None) -> None:
+                calls.append((name, session))
+                await asyncio.sleep(0.05)
+                done.append(name)
+
+            def local(session: str | None) -> None:
+                calls.append((name + " on_reset", session))
+
+            state = RedisFaultState(url, prefix=prefix, on_reset=local, on_reset_shared=refill)
+            return FaultLayer(api, state=state)
+
+        a, b = layer("a"), layer("b")
+        for x in (a, b):
+            await x.state.start()
+        try:
+            status, _, _ = await admin(a, "POST", "/__admin/reset", query="session=s1")
+            assert status == 200 and done == ["a"]
+            status, _, _ = await admin(a, "POST", "/__admin/reset")
+            assert status == 200
+            await asyncio.sleep(0.05)  # b heard both resets by now
+            assert calls == [("a", "s1"), ("a", None)]
+        finally:
+            for x in (a, b):
+                await x.state.close()
+
+    run(go)
+
+
+def _limited_api(after_send_s: float) -> Any:
+    """An API whose first answer says "none remaining" (reset in 30 s) and whose code goes on
+    ``after_send_s`` after the last byte; later answers are 429s."""
+    answered = 0
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        nonlocal answered
+        answered += 1
+        status = 200 if answered == 1 else 429
+        headers = [
+            (b"content-length", b"2"),
+            (b"x-ratelimit-remaining", b"0"),
+            (b"x-ratelimit-reset", str(int(time.time()) + 30).encode()),
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"{}"})
+        await asyncio.sleep(after_send_s)
+
+    return app
+
+
+async def _answered(layer: FaultLayer, path: str) -> asyncio.Future[Any]:
+    """Send a request; return once its last byte is sent (the layer may still be running)."""
+    last = asyncio.get_running_loop().create_future()
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body") and not last.done():
+            last.set_result(None)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "GET",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [(b"x-mock-session", b"eager")],
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 80),
+    }
+    task = asyncio.ensure_future(layer(scope, receive, send))
+    await last
+    return task
+
+
+@pytest.mark.parametrize("slow", ["arrival", "after_send"])
+def test_a_request_sent_right_after_a_none_remaining_answer_is_flagged(url: str, slow: str) -> None:
+    """The answer ends at its last byte, timed from the request's real arrival: neither a slow
+    arrival round trip nor the API's code going on after the send makes it look still open when
+    the client's next request arrives (which would grant it the in-flight grace)."""
+
+    async def go() -> None:
+        # A rule every request matches (it never fires): each one's decision is a round trip.
+        never = {"rules": [{"id": "never", "after": 1000, "fault": {"type": "status", "status": 503}}]}
+        state = RedisFaultState(url, prefix=f"t{uuid.uuid4().hex[:8]}:", rules=parse_rules(never))
+        layer = FaultLayer(_limited_api(0.05 if slow == "after_send" else 0.0), state=state)
+        await state.start()
+        try:
+            if slow == "arrival":
+                arrive = state.arrive
+
+                slowed: list[bool] = []
+
+                async def slow_arrive(*args: Any, **kwargs: Any) -> Any:
+                    if not slowed:
+                        slowed.append(True)
+                        await asyncio.sleep(0.05)
+                    return await arrive(*args, **kwargs)
+
+                # The first request's decision takes 50 ms more: it is timed from its arrival.
+                state.arrive = slow_arrive  # type: ignore[method-assign]
+                layer._shared = state
+            first = await _answered(layer, "/a")
+            second = await _answered(layer, "/b")
+            await asyncio.gather(first, second)
+            await until(lambda: _counted(layer, "session=eager", 2))
+            report = json.loads((await admin(layer, "GET", "/__admin/compliance", query="session=eager"))[2])
+            kinds = [f["kind"] for f in report["findings"]]
+            assert "request_while_rate_limited" in kinds
+        finally:
+            await state.close()
+
+    run(go)
