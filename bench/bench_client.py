@@ -1,6 +1,9 @@
 """The reference client against baselines, side by side against one fake in its own process.
 
-Every figure is a ratio against a baseline measured in the same run, in alternating rounds:
+Every figure is a ratio against a baseline measured in the same run, in alternating rounds, of
+the time per call and of the client process's CPU time per call (the CPU figure is the steadier
+one on a machine shared with other work: another process's load stretches the wall clock of both
+sides unevenly, while the CPU the client spends per call barely moves):
 
 - Overhead of the requests driver: time per call of the full client (retry, breaker, limiter,
   cache, timeouts all on; no faults) against a bare ``requests.Session`` doing the same calls
@@ -23,7 +26,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import requests
@@ -58,45 +61,70 @@ def _policies() -> Policies:
     )
 
 
-def _per_call(fn: Callable[[], Any], calls: int) -> float:
-    start = time.perf_counter()
+#: Calls per alternating batch: short batches, many of them, so a burst of load elsewhere on the
+#: machine lands on both sides alike.
+BATCH = 100
+
+
+def _per_call(fn: Callable[[], Any], calls: int) -> tuple[float, float]:
+    """Wall and CPU seconds per call."""
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(calls):
         fn()
-    return (time.perf_counter() - start) / calls
+    return (time.perf_counter() - start) / calls, (time.process_time() - cpu) / calls
 
 
-def _side_by_side(
-    ours: Callable[[], Any], base: Callable[[], Any], calls: int, rounds: int
-) -> tuple[float, float]:
+def _medians(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> Timing:
+    return Timing(
+        statistics.median(x[0] for x in a),
+        statistics.median(x[0] for x in b),
+        statistics.median(x[1] for x in a),
+        statistics.median(x[1] for x in b),
+    )
+
+
+def _side_by_side(ours: Callable[[], Any], base: Callable[[], Any], calls: int, rounds: int) -> Timing:
     a, b = [], []
-    for _ in range(rounds):
-        a.append(_per_call(ours, calls))
-        b.append(_per_call(base, calls))
-    return statistics.median(a), statistics.median(b)
+    for _ in range(max(1, calls * rounds // BATCH)):
+        a.append(_per_call(ours, BATCH))
+        b.append(_per_call(base, BATCH))
+    return _medians(a, b)
 
 
-async def _per_call_async(fn: Callable[[], Awaitable[Any]], calls: int) -> float:
-    start = time.perf_counter()
+async def _per_call_async(fn: Callable[[], Awaitable[Any]], calls: int) -> tuple[float, float]:
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(calls):
         await fn()
-    return (time.perf_counter() - start) / calls
+    return (time.perf_counter() - start) / calls, (time.process_time() - cpu) / calls
 
 
 async def _side_by_side_async(
     ours: Callable[[], Awaitable[Any]], base: Callable[[], Awaitable[Any]], calls: int, rounds: int
-) -> tuple[float, float]:
+) -> Timing:
     a, b = [], []
-    for _ in range(rounds):
-        a.append(await _per_call_async(ours, calls))
-        b.append(await _per_call_async(base, calls))
-    return statistics.median(a), statistics.median(b)
+    for _ in range(max(1, calls * rounds // BATCH)):
+        a.append(await _per_call_async(ours, BATCH))
+        b.append(await _per_call_async(base, BATCH))
+    return _medians(a, b)
 
 
-def _figure(t_ours: float, t_base: float, base_name: str) -> dict[str, Any]:
+class Timing(NamedTuple):
+    """Median wall and CPU seconds per call of the client and of its baseline."""
+
+    ours: float
+    base: float
+    ours_cpu: float
+    base_cpu: float
+
+
+def _figure(t: Timing, base_name: str) -> dict[str, Any]:
     return {
-        "client_us": round(t_ours * 1e6, 1),
-        f"{base_name}_us": round(t_base * 1e6, 1),
-        "ratio": round(t_ours / t_base, 3),
+        "client_us": round(t.ours * 1e6, 1),
+        f"{base_name}_us": round(t.base * 1e6, 1),
+        "ratio": round(t.ours / t.base, 3),
+        "client_cpu_us": round(t.ours_cpu * 1e6, 1),
+        f"{base_name}_cpu_us": round(t.base_cpu * 1e6, 1),
+        "cpu_ratio": round(t.ours_cpu / t.base_cpu, 3),
     }
 
 
@@ -119,15 +147,18 @@ def _requests_driver(url: str, calls: int, rounds: int, figures: dict[str, Any])
     for name, (mine, theirs) in cases.items():
         for _ in range(50):
             mine(), theirs()
-        t_ours, t_bare = _side_by_side(mine, theirs, calls, rounds)
-        figures[f"requests driver, {name}"] = _figure(t_ours, t_bare, "bare_requests")
+        figures[f"requests driver, {name}"] = _figure(
+            _side_by_side(mine, theirs, calls, rounds), "bare_requests"
+        )
     profile_url = f"{url}/profiles/demo/bench"
     rc = requests_cache.CachedSession(backend="memory", cache_control=True)
     rc.headers.update(KEY)
     assert ours.get(profile_url).status_code == 200 and rc.get(profile_url).status_code == 200
     assert rc.get(profile_url).from_cache
     assert getattr(ours.get(profile_url), "cache_status", None) == "hit"
-    t_hit, t_rc = _side_by_side(lambda: ours.get(profile_url), lambda: rc.get(profile_url), calls * 4, rounds)
+    t_hit, t_rc, _, _ = _side_by_side(
+        lambda: ours.get(profile_url), lambda: rc.get(profile_url), calls * 4, rounds
+    )
     figures["fresh cache hit, requests driver vs requests-cache"] = {
         "client_us": round(t_hit * 1e6, 2),
         "requests_cache_us": round(t_rc * 1e6, 2),
@@ -146,10 +177,10 @@ async def _async_driver(url: str, calls: int, rounds: int, figures: dict[str, An
         for _ in range(50):
             await ours.get(f"{url}/health")
             await bare.get(f"{url}/health")
-        t_ours, t_bare = await _side_by_side_async(
+        timing = await _side_by_side_async(
             lambda: ours.get(f"{url}/health"), lambda: bare.get(f"{url}/health"), calls, rounds
         )
-        figures["async driver, GET /health"] = _figure(t_ours, t_bare, "bare_httpx")
+        figures["async driver, GET /health"] = _figure(timing, "bare_httpx")
         profile_url = f"{url}/profiles/demo/bench"
         with tempfile.TemporaryDirectory() as folder:
             storage = hishel.AsyncSqliteStorage(database_path=str(Path(folder) / "hishel.db"))
@@ -158,7 +189,7 @@ async def _async_driver(url: str, calls: int, rounds: int, figures: dict[str, An
                 assert (await hc.get(profile_url)).status_code == 200
                 hit = await ours.get(profile_url)
                 assert hit.extensions.get("cache_status") == "hit"
-                t_hit, t_hc = await _side_by_side_async(
+                t_hit, t_hc, _, _ = await _side_by_side_async(
                     lambda: ours.get(profile_url), lambda: hc.get(profile_url), calls, rounds
                 )
         figures["fresh cache hit, async driver vs hishel"] = {
@@ -267,10 +298,11 @@ def report(figures: dict[str, Any]) -> str:
     lines = ["Client vs baselines (against the fake, no faults; all policies on)"]
     for name, f in figures.items():
         if "ratio" in f:
-            base = next(k for k in f if k.endswith("_us") and k != "client_us")
+            base = next(k for k in f if k.endswith("_us") and not k.startswith("client") and "cpu" not in k)
             lines.append(
                 f"  {name:52} client {f['client_us']:8.1f} us/call  {base[:-3]} {f[base]:8.1f}"
-                f"  ratio {f['ratio']:.3f}"
+                f"  ratio {f['ratio']:.3f};  CPU {f['client_cpu_us']:7.1f} vs {f[base[:-3] + '_cpu_us']:7.1f}"
+                f" us/call, ratio {f['cpu_ratio']:.3f}"
             )
         elif "speedup" in f:
             base = next(k for k in f if k.endswith("_us") and k != "client_us")
