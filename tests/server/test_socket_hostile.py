@@ -121,9 +121,14 @@ def get_with(*headers: bytes) -> bytes:
 
 @pytest.mark.parametrize("size", [80_000, 100_000])
 def test_a_huge_header_is_refused_with_431(server: ServerThread, size: int) -> None:
-    """A header of 80 or 100 KB, arriving whole, is 431 with the error body; the connection closes."""
+    """A header of 80 or 100 KB is 431 with the error body; the connection closes.
+
+    Read whole, the head is refused for its line (over 8 KiB); read in pieces, as a loaded
+    machine may deliver it, for its size while still arriving (over 32 KiB). Both are right.
+    """
     error = refused(*exchange(server, get_with(b"X-Big: " + b"a" * size)), 431)
-    assert error["code"] == "headers_too_large" and "8192" in error["message"]
+    assert error["code"] == "headers_too_large"
+    assert "'x-big' is" in error["message"] and "8192" in error["message"] or "32768" in error["message"]
 
 
 def test_a_head_over_the_total_is_refused_even_if_each_line_fits(server: ServerThread) -> None:
