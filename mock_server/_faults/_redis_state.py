@@ -8,35 +8,41 @@ What lives in Redis, under ``prefix`` (default ``mock:f:``):
 ``v``, ``epoch``, ``rules``
     The rules (JSON, with the seed, each rule's generation and the wall time it was added) and
     their version. Every change goes through a compare-and-set on ``v``; each process keeps a
-    compiled copy and the arrival script refuses to count with a stale one, so a rule changed
+    compiled copy and the arrival script refuses to count with a stale one. A change is announced
+    on ``ev`` and answered only once every subscribed process has loaded it, so a rule changed
     through any process applies to the very next request, whichever process it reaches.
 ``c:{epoch}:{session}``, ``t:{epoch}``, ``z:{epoch}``
     Per-rule per-session counters (a hash per session, expiring after ``session_ttl`` idle), their
     totals over every session, and the sessions by last use (at most ``max_sessions``). A rule's
     counters are keyed by its id and generation, so replacing a rule starts them again; replacing
     every rule (or a reset) starts a new epoch.
-``seq``, ``j``
-    The journal: sequence numbers, and a capped stream of records (arrivals, completions,
-    clears) that every process merges into its copy (:mod:`._mirror`).
+``slot``, ``j``
+    The journal: a capped stream of records (arrivals, completions, clears) that every process
+    merges into its copy (:mod:`._mirror`). Each process numbers its requests itself (arrival
+    time and its slot, see :meth:`RedisFaultState._local_seq`).
 ``m``, ``procs``
     Prometheus counters summed over processes (a hash), and each process's gauges.
 ``ev``
-    A pub/sub channel: a reset releases the held requests of every process.
+    A pub/sub channel: rule changes (each process reloads, then acknowledges) and resets (each
+    releases its held requests).
 
-On the request path a process makes exactly one round trip: the arrival script, which checks the
-rules' version, counts the request for every rule that matched it here (stopping, as the
-one-process engine does, after the first terminal fault that fires) and gives the request its
-sequence number. The probability draws stay the pure counter-keyed BLAKE2b draws of
-``_random``: the process sends the outcomes for the next few counter values (a window around
-the value it last saw), and the script asks again, writing nothing, when the real value falls
-outside it. So the same seed and the same sequence of requests give the same schedule with one
-process or several. Arrivals that meet in one turn of the event loop share a pipeline (one
-write and one read for all of them). Journal records and metrics are written in batches a few
-milliseconds apart (one stream entry per batch) and on close; a process's own requests are in
-its journal at once, the others' within milliseconds.
+On the request path, a request that no enabled rule of this process's copy matches makes no
+round trip (the copy is current: see ``v``; a process that lost its subscription checks the
+version on every request until it has subscribed and reloaded). Any other makes one: the arrival
+script, which checks the rules' version and counts the request for every rule that matched it
+here (stopping, as the one-process engine does, after the first terminal fault that fires). The
+probability draws stay the pure counter-keyed BLAKE2b draws of ``_random``: the process sends
+the outcomes for the next few counter values (a window around the value it last saw), and the
+script asks again, writing nothing, when the real value falls outside it. So the same seed and
+the same sequence of requests give the same schedule with one process or several. Arrivals that
+meet in one turn of the event loop share a pipeline (one write and one read for all of them).
+Journal records and metrics are written in batches a few milliseconds apart (one stream entry
+per batch) and on close; a process's own requests are in its journal at once, the others' within
+milliseconds.
 
-Redis unreachable: a request is a 503 ``state_unavailable`` (the layer answers it) and an admin
-call too; records not yet written stay queued, and everything resumes when Redis is back. If
+Redis unreachable: a request a rule matches is a 503 ``state_unavailable`` (the layer answers
+it; one that no rule matches goes on to the API, which answers 503 if it needs the state), and
+an admin call too; records not yet written stay queued, and everything resumes when Redis is back. If
 Redis came back empty, the first process to notice stores its copy of the rules again.
 """
 
@@ -76,6 +82,12 @@ SharedReset = Callable[[str | None], Awaitable[None]]
 #: How far ahead of the last counter value it saw a process sends probability outcomes, beyond
 #: one per request of its own already on the way for the same rule and session.
 _WINDOW = 2
+#: Journal numbers: 10 µs steps since 2026-01-01 UTC, times this many process slots (under 2**53,
+#: which JavaScript numbers hold exactly, until the 2070s).
+_SEQ_EPOCH = 1_767_225_600.0
+_SLOTS = 64
+#: How long a rule change waits for every other process to load it.
+_ANNOUNCE_S = 2.0
 _MAX_OUTCOMES = 100_000
 _MAX_ATTEMPTS = 8
 
@@ -108,7 +120,7 @@ end
 if ARGV[8] == 'h' then
   local n = redis.call('HINCRBY', skey, 'h', 1)
   touch()
-  return {'ok', redis.call('INCR', p .. 'seq'), n}
+  return {'ok', 0, n}
 end
 local out = {'ok', 0}
 local walked = {}
@@ -151,7 +163,6 @@ for _, w in ipairs(walked) do
   end
 end
 if #walked > 0 then touch() end
-out[2] = redis.call('INCR', p .. 'seq')
 return out
 """
 
@@ -205,11 +216,11 @@ if session ~= '-' then redis.call('ZREM', p .. 'z:' .. epoch, session) end
 return 1
 """
 
-# ARGV: prefix, origin, stream cap, session JSON (null: all). Adds a clear record marked with the
-# last sequence number given out (a clear of everything trims the stream to it); returns the mark.
+# ARGV: prefix, origin, stream cap, session JSON (null: all), mark. Adds a clear record marked
+# with the sequence number of the clear's own time (a clear of everything trims the stream to it).
 _CLEAR = """
 local p = ARGV[1]
-local mark = redis.call('GET', p .. 'seq') or '0'
+local mark = ARGV[5]
 local record = '["x",' .. ARGV[4] .. ',' .. mark .. ']'
 local id = redis.call('XADD', p .. 'j', 'MAXLEN', '~', ARGV[3], '*', 'o', ARGV[2], 'r', record)
 if ARGV[4] == 'null' then redis.call('XTRIM', p .. 'j', 'MINID', id) end
@@ -353,6 +364,12 @@ class RedisFaultState(FaultState):
         self._stream_cap = 2 * journal_size + 1000
         self._batch = 1.0
         self._version = ""
+        # Whether this process may have missed a rule change (not subscribed, or a change
+        # announced and not loaded yet): then every request checks the version in Redis.
+        self._stale = True
+        self._subscribed = False
+        self._slot = 0
+        self._seq_last = 0
         self._epoch = 0
         self._entries: list[tuple[Rule, int, float]] = []
         self._gens: dict[str, int] = {}
@@ -426,10 +443,13 @@ class RedisFaultState(FaultState):
         async with self._start_lock:
             if self._started:
                 return
-            await self._init_rules()
-            await self._load_journal()
+            # Subscribed before the rules are loaded: no change announced in between is missed.
             self._pubsub = self.client.pubsub()
             await self._call(self._pubsub.subscribe(self.prefix + "ev"))
+            self._slot = (int(await self._call(self.client.incr(self.prefix + "slot"))) - 1) % _SLOTS
+            await self._init_rules()
+            await self._load_journal()
+            self._stale, self._subscribed = False, True
             loop = asyncio.get_running_loop()
             self._tasks = [
                 loop.create_task(self._flush_forever()),
@@ -536,8 +556,17 @@ class RedisFaultState(FaultState):
             )
             if version:
                 self._adopt(version, self._rules_json(entries, seed, epoch))
+                await self._announce()
                 return
         raise StateUnavailable(self.where, "kept changing the rules under this process; retry shortly")
+
+    async def _announce(self) -> None:
+        """Tell every other process the rules changed, and wait until each has loaded them: a
+        process sends a request that no rule of its copy matches to no one (no round trip), so
+        the change must be there before the admin call answers. A process that does not answer
+        within the timeout (stopped?) checks the version on every request from the moment it
+        reads the message, or finds its subscription lost."""
+        await self._broadcast({"op": "rules", "version": self._version}, timeout=_ANNOUNCE_S)
 
     def _next_gen(self) -> int:
         return int(self._version or 0) + 1
@@ -654,6 +683,16 @@ class RedisFaultState(FaultState):
         if not self._started:
             await self.start()
         engine = self.engine
+        # Numbered as it arrives, whatever the round trip below takes.
+        seq = self._local_seq()
+        if (
+            header_fault is None
+            and not self._stale
+            and not engine.matching(method, path, tenant, session, headers)
+        ):
+            # No rule can match it: nothing to count, and this process's rules are the current
+            # ones (a change answers only once every process loaded it: _announce). No round trip.
+            return None, seq
         sess = _tag(session)
         for attempt in range(_MAX_ATTEMPTS):
             args: list[str | int | float] = [
@@ -700,7 +739,9 @@ class RedisFaultState(FaultState):
                 rule, key = candidates[int(result[1]) - 1]
                 self._outcomes_of(key, sess).seen = int(result[2])
                 continue
-            seq = int(result[1])
+            if self._subscribed:
+                # The version matched just now, and later changes will be announced to this process.
+                self._stale = False
             if header_fault is not None:
                 n = int(result[2])
                 delay = engine.sample(header_fault, HEADER_RULE, session, n) if header_fault.latency else 0.0
@@ -780,9 +821,16 @@ class RedisFaultState(FaultState):
             fut.set_result(result)
 
     async def next_seq(self) -> int:
-        if not self._started:
-            await self.start()
-        return int(await self._call(self.client.incr(self.prefix + "seq")))
+        return self._local_seq()
+
+    def _local_seq(self) -> int:
+        """A journal sequence number, without a round trip: the wall time in 10 µs steps, times
+        :data:`_SLOTS`, plus this process's slot; strictly increasing in this process. Processes
+        on one machine (or on machines with synchronised clocks) so number requests in the order
+        they arrived, and never give the same number twice (up to :data:`_SLOTS` processes)."""
+        now = int((self.wall() - _SEQ_EPOCH) * 100_000) * _SLOTS + self._slot
+        seq = self._seq_last = max(self._seq_last + _SLOTS, now)
+        return seq
 
     def _outcomes_of(self, key: str, sess: str) -> _Outcomes:
         found = self._outcomes.get((key, sess))
@@ -860,8 +908,9 @@ class RedisFaultState(FaultState):
         await self.start()
         if session is not None:
             session = session_id(session)
-        mark = await self._script("clear", self.origin, self._stream_cap, json.dumps(session))
-        return self.mirror.clear_upto(int(mark), session)
+        mark = self._local_seq()
+        await self._script("clear", self.origin, self._stream_cap, json.dumps(session), mark)
+        return self.mirror.clear_upto(mark, session)
 
     # -- writing what is queued -----------------------------------------------------------------
 
@@ -935,16 +984,18 @@ class RedisFaultState(FaultState):
         reply = f"{self.prefix}ack:{self.origin}:{next(self._replies)}"
         body = json.dumps({**message, "origin": self.origin, "reply": reply})
         receivers = await self._call(self.client.publish(self.prefix + "ev", body))
-        others = int(receivers) - 1  # this process hears itself too
+        # Every subscriber acknowledges, this process too: whether or not it is still subscribed
+        # itself, the count is exact.
+        listeners = int(receivers)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         acks, released = 0, 0
-        while others > 0:
+        while listeners > 0:
             got = await self._call(self.client.hmget(reply, "acks", "released"))
             acks, released = int(got[0] or 0), int(got[1] or 0)
-            if acks >= others or loop.time() >= deadline:
+            if acks >= listeners or loop.time() >= deadline:
                 break
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.001)
         await self._call(self.client.delete(reply))
         return released
 
@@ -956,8 +1007,11 @@ class RedisFaultState(FaultState):
             pass
         try:
             await self._pubsub.subscribe(self.prefix + "ev")
-        except (RedisError, OSError):
-            pass  # still gone: the next get_message fails and this runs again
+            # Changes announced while unsubscribed were missed: load the rules as they are now.
+            await self._load_rules()
+        except (RedisError, OSError, StateUnavailable):
+            return  # still gone: the next get_message fails and this runs again
+        self._stale, self._subscribed = False, True
 
     async def _listen_forever(self) -> None:
         while not self._closing:
@@ -965,7 +1019,9 @@ class RedisFaultState(FaultState):
                 message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
             except (RedisError, OSError, RuntimeError):
                 # The subscription died with its connection (Redis restarted), or a resubscription
-                # failed (RuntimeError: not subscribed): subscribe anew.
+                # failed (RuntimeError: not subscribed): subscribe anew. Changes may be missed
+                # meanwhile: every request checks the version until the rules are loaded again.
+                self._stale, self._subscribed = True, False
                 await asyncio.sleep(0.1)
                 await self._resubscribe()
                 continue
@@ -973,11 +1029,25 @@ class RedisFaultState(FaultState):
                 continue
             try:
                 data = json.loads(message["data"])
-                if data.get("origin") == self.origin or data.get("op") != "reset":
+                op = data.get("op")
+                if op not in ("reset", "rules"):
                     continue
-                session = data.get("session")
-                # Not on_reset: the process that got the admin call refilled the shared buckets.
-                released = self.held.release(session, all_sessions=session is None)
+                released = 0
+                if data.get("origin") == self.origin:
+                    pass  # done here already: only the acknowledgement
+                elif op == "rules":
+                    if data.get("version") != self._version:
+                        # From now on each request checks the version, until the rules are loaded.
+                        self._stale = True
+                        try:
+                            await self._load_rules()
+                        except StateUnavailable:
+                            continue  # no ack: the changing process stops waiting at its timeout
+                        self._stale = False
+                else:
+                    session = data.get("session")
+                    # Not on_reset: the process that got the admin call refilled the shared buckets.
+                    released = self.held.release(session, all_sessions=session is None)
                 pipe = self.client.pipeline(transaction=False)
                 pipe.hincrby(data["reply"], "released", released)
                 pipe.hincrby(data["reply"], "acks", 1)
