@@ -368,6 +368,8 @@ class RedisFaultState(FaultState):
         # announced and not loaded yet): then every request checks the version in Redis.
         self._stale = True
         self._subscribed = False
+        #: How long a rule change waits for every other process to load it.
+        self.announce_s = _ANNOUNCE_S
         self._slot = 0
         self._seq_last = 0
         self._epoch = 0
@@ -456,7 +458,12 @@ class RedisFaultState(FaultState):
                 loop.create_task(self._tail_forever()),
                 loop.create_task(self._listen_forever()),
             ]
+            # Should the listener ever end, announced changes go unheard: check every request.
+            self._tasks[-1].add_done_callback(self._deaf)
             self._started = True
+
+    def _deaf(self, task: asyncio.Task[None]) -> None:
+        self._stale, self._subscribed = True, False
 
     async def close(self) -> None:
         """Stop the background tasks and write what is queued (if Redis is there)."""
@@ -566,7 +573,7 @@ class RedisFaultState(FaultState):
         the change must be there before the admin call answers. A process that does not answer
         within the timeout (stopped?) checks the version on every request from the moment it
         reads the message, or finds its subscription lost."""
-        await self._broadcast({"op": "rules", "version": self._version}, timeout=_ANNOUNCE_S)
+        await self._broadcast({"op": "rules", "version": self._version}, timeout=self.announce_s)
 
     def _next_gen(self) -> int:
         return int(self._version or 0) + 1

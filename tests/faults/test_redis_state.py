@@ -720,3 +720,17 @@ def test_a_process_that_lost_its_subscription_checks_the_rules_on_every_request(
             assert (await call(b, "GET", "/x"))[0] == 200
 
     run(go)
+
+
+def test_a_process_whose_listener_ended_checks_the_rules_on_every_request(url: str) -> None:
+    async def go() -> None:
+        async with Cluster(url, 2) as (a, b):
+            listener = b.state._tasks[-1]  # type: ignore[attr-defined]
+            listener.cancel()
+            await asyncio.wait([listener])
+            a.state.announce_s = 0.1  # type: ignore[attr-defined]  # b, still subscribed, never answers
+            rule = {"id": "now", "match": {"path": "/x"}, "fault": {"type": "status", "status": 503}}
+            assert (await admin(a, "POST", "/__admin/faults", rule))[0] == 201
+            assert (await call(b, "GET", "/x"))[0] == 503
+
+    run(go)
