@@ -95,7 +95,8 @@ _MAX_ATTEMPTS = 8
 # max_sessions, mode ('r' rules, 'h' X-Mock-Fault), candidate count, then 7 per candidate: rule
 # key, after, every_nth (0: none), times (-1: none), plan, window base (-1: no probability), window.
 # plan: 'l' (latency) or 't' (any other fault), or 's' then one of '-', 'l', 't' per sequence step.
-# Returns {'stale', version} | {'miss', candidate, matched} | {'ok', seq, n1, fired1, n2, ...}.
+# Returns {'stale', version} | {'miss', candidate, matched} | {'ok', 0, n1, fired1, n2, ...} (the
+# 'h' mode: {'ok', 0, n}).
 _ARRIVE = """
 local p = ARGV[1]
 local v = redis.call('GET', p .. 'v')
@@ -166,7 +167,7 @@ if #walked > 0 then touch() end
 return out
 """
 
-# ARGV: prefix, rules JSON, epoch, seq floor, first version. Stores the rules unless some are
+# ARGV: prefix, rules JSON, epoch, first version. Stores the rules unless some are
 # stored already (a first start, or Redis came back empty); returns {version, rules JSON}. The
 # first version is random: a process that saw the rules before Redis lost them must not take
 # the new ones for those it has.
@@ -175,9 +176,7 @@ local p = ARGV[1]
 if not redis.call('GET', p .. 'v') then
   redis.call('SET', p .. 'rules', ARGV[2])
   redis.call('SET', p .. 'epoch', ARGV[3])
-  local seq = tonumber(redis.call('GET', p .. 'seq') or '0')
-  if seq < tonumber(ARGV[4]) then redis.call('SET', p .. 'seq', ARGV[4]) end
-  redis.call('SET', p .. 'v', ARGV[5])
+  redis.call('SET', p .. 'v', ARGV[4])
 end
 return {redis.call('GET', p .. 'v'), redis.call('GET', p .. 'rules')}
 """
@@ -525,9 +524,8 @@ class RedisFaultState(FaultState):
             wall = self.wall()
             entries = [(r, 0, wall) for r in self.initial_rules.rules]
             seed, epoch = self.seed, 1
-        floor = max((e.seq for e in self.mirror), default=0)
         first = int.from_bytes(os.urandom(5), "big") + 1
-        version, raw = await self._script("init", self._rules_json(entries, seed, epoch), epoch, floor, first)
+        version, raw = await self._script("init", self._rules_json(entries, seed, epoch), epoch, first)
         self._adopt(version, raw)
 
     async def _load_rules(self) -> None:
