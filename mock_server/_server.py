@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import uvicorn
 
@@ -264,25 +264,22 @@ class Server(uvicorn.Server):
             self._on_started()
 
 
-class ServerThread:
-    """A real fake on a free loopback port, served by uvicorn in a background thread.
+class BackgroundServer:
+    """A server on a loopback port, served by uvicorn in a background thread: the lifecycle the
+    fake's :class:`ServerThread` and the proxy's ``FrontThread`` share.
 
-    Use as a context manager or call :meth:`start` and :meth:`stop`. ``url`` is the base
-    URL once started.
+    Use as a context manager or call :meth:`start` and :meth:`stop`. ``url`` is the base URL
+    once started. ``what`` names the server in errors ("the fake did not start: ...").
     """
 
-    def __init__(self, config: ServerConfig | None = None, *, port: int = 0) -> None:
-        # Port 0: the OS picks a free one, so parallel test runs never collide.
-        self.config = replace(config or ServerConfig(db=":memory:"), port=port)
-        if self.config.workers != 1:
-            raise ConfigError(
-                f"workers: ServerThread serves in one process, got {self.config.workers};"
-                " use mock_server.Workers (or the mock_server fixture's workers=N) for several"
-            )
-        self.app, self.api = build(self.config)
-        app = self.app
-        self._server = Server(_uvicorn(app, self.config))
-        self._thread = threading.Thread(target=self._run, name="mock-server", daemon=True)
+    def __init__(
+        self, uconfig: uvicorn.Config, *, host: str, port: int, admin_token: str | None, what: str
+    ) -> None:
+        self._server = Server(uconfig)
+        self._host, self._port = host, port
+        self._admin_token = admin_token
+        self._what = what
+        self._thread = threading.Thread(target=self._run, name=f"mock-server {what}", daemon=True)
         self._error: BaseException | None = None
         self._sock: socket.socket | None = None
         self.url = ""
@@ -290,9 +287,9 @@ class ServerThread:
 
     @property
     def admin(self) -> AdminClient:
-        """A client of this fake's admin API (faults, journal, compliance)."""
+        """A client of this server's admin API (faults, journal, compliance)."""
         if self._admin is None:
-            self._admin = AdminClient(self.url, token=self.config.admin_token)
+            self._admin = AdminClient(self.url, token=self._admin_token)
         return self._admin
 
     @property
@@ -308,25 +305,22 @@ class ServerThread:
         except BaseException as exc:  # surfaced by start(); a thread has no one else to tell
             self._error = exc
 
-    def start(self, timeout: float = 15.0) -> ServerThread:
+    def start(self, timeout: float = 15.0) -> Self:
         try:
-            self._sock = listen_socket(self.config.host, self.config.port)
+            self._sock = listen_socket(self._host, self._port)
         except OSError as exc:
-            raise RuntimeError(
-                f"the fake did not start: {self.config.host}:{self.config.port}: {exc}"
-            ) from exc
+            raise RuntimeError(f"the {self._what} did not start: {self._host}:{self._port}: {exc}") from exc
         self._thread.start()
-        deadline = threading.Event()
+        pause = threading.Event()
         waited = 0.0
         while not self._server.started:
             if self._error is not None or not self._thread.is_alive():
-                raise RuntimeError(f"the fake did not start: {self._error!r}")
+                raise RuntimeError(f"the {self._what} did not start: {self._error!r}")
             if waited > timeout:
-                raise RuntimeError(f"the fake did not start within {timeout} s")
-            deadline.wait(0.01)
+                raise RuntimeError(f"the {self._what} did not start within {timeout} s")
+            pause.wait(0.01)
             waited += 0.01
-        sock = self._server.servers[0].sockets[0]
-        host, port = sock.getsockname()[:2]
+        host, port = self._server.servers[0].sockets[0].getsockname()[:2]
         self.url = f"http://{host}:{port}"
         return self
 
@@ -334,7 +328,7 @@ class ServerThread:
         self._server.should_exit = True
         self._thread.join(timeout)
 
-    def __enter__(self) -> ServerThread:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(
@@ -343,8 +337,34 @@ class ServerThread:
         self.stop()
 
 
+class ServerThread(BackgroundServer):
+    """A real fake on a free loopback port, served by uvicorn in a background thread.
+
+    Use as a context manager or call :meth:`start` and :meth:`stop`. ``url`` is the base
+    URL once started.
+    """
+
+    def __init__(self, config: ServerConfig | None = None, *, port: int = 0) -> None:
+        # Port 0: the OS picks a free one, so parallel test runs never collide.
+        self.config = replace(config or ServerConfig(db=":memory:"), port=port)
+        if self.config.workers != 1:
+            raise ConfigError(
+                f"workers: ServerThread serves in one process, got {self.config.workers};"
+                " use mock_server.Workers (or the mock_server fixture's workers=N) for several"
+            )
+        self.app, self.api = build(self.config)
+        super().__init__(
+            _uvicorn(self.app, self.config),
+            host=self.config.host,
+            port=self.config.port,
+            admin_token=self.config.admin_token,
+            what="fake",
+        )
+
+
 __all__ = [
     "Api",
+    "BackgroundServer",
     "ListenSocket",
     "Server",
     "ServerThread",

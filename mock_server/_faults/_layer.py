@@ -24,10 +24,9 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._ids import new_request_id
-from .._proxy import _after
 from .._ratelimit import FailureLimiter
 from .._untrusted import bounded, bounded_or_none, session_id
-from . import _inject
+from . import _after, _inject
 from ._admin import build_admin
 from ._engine import Decision, Engine
 from ._errors import FaultConfigError
@@ -304,7 +303,7 @@ class FaultLayer:
             elif decision is None:
                 await self.app(scope, receive, self.injectors.observing(entry, send))
             else:
-                # In the order the deciding rules' ``when`` says (``_proxy/_after.py``).
+                # In the order the deciding rules' ``when`` says (``_after.py``).
                 await _after.inject(self.injectors, self.engine.get, decision, entry, scope, receive, send)
         finally:
             fault_state.in_flight -= 1

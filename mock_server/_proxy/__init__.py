@@ -4,9 +4,6 @@
 per-credential rate limit (``_limit``) and recording each exchange as HAR 1.2 (``_har``);
 ``mock-server replay FILE.har`` answers from a recording (``_replay``). Both are wrapped in the
 same :class:`~mock_server._faults.FaultLayer` as the fake (``_app``), so rules, sessions, the
-journal, the admin API, compliance and metrics work the same. ``_after`` is the mechanics of a
-rule's ``when: after``, which the fault layer calls for the fake too.
-
-This package's ``__init__`` imports nothing: the fault layer imports ``_after`` from here, and the
-modules here import the fault layer.
+journal, the admin API, compliance and metrics work the same (a rule's ``when: after`` is the
+fault layer's, ``_faults/_after``).
 """

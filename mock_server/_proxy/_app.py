@@ -7,21 +7,17 @@ header of its own to a proxied answer, which carries the upstream's.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
-import threading
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Literal
 
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .._admin_client import AdminClient
 from .._config import ServerConfig
 from .._faults import FaultLayer, RuleSet, load_rules, preset
 from .._ids import new_request_id
+from .._server import BackgroundServer, _uvicorn
 from .._tenants import RateLimit
 from ..exceptions import ConfigError
 from ._forward import Forwarder, error_response
@@ -237,8 +233,6 @@ async def _error(send: Send, status: int, code: str, message: str, rid: str) -> 
 
 
 def uvicorn_config(built: Built, config: FrontConfig) -> uvicorn.Config:
-    from .._server import _uvicorn
-
     uconfig = _uvicorn(built.app, config.server_config())
     if built.forwarder is not None:
         # The upstream's Server and Date pass through; uvicorn's own would repeat them.
@@ -247,77 +241,28 @@ def uvicorn_config(built: Built, config: FrontConfig) -> uvicorn.Config:
     return uconfig
 
 
-class FrontThread:
+class FrontThread(BackgroundServer):
     """A proxy or replay on a free loopback port, served by uvicorn in a background thread (for
     tests and the pytest fixtures). Use as a context manager, or :meth:`start` and :meth:`stop`."""
 
     def __init__(self, config: ProxyConfig | ReplayConfig) -> None:
-        from .._server import Server
-
         self.config = config
         self.built = (
             build_proxy(self.config) if isinstance(self.config, ProxyConfig) else build_replay(self.config)
         )
-        self._server = Server(uvicorn_config(self.built, self.config))
-        self._thread = threading.Thread(target=self._run, name="mock-server-proxy", daemon=True)
-        self._error: BaseException | None = None
-        self._sock: socket.socket | None = None
-        self.url = ""
-        self._admin: AdminClient | None = None
+        super().__init__(
+            uvicorn_config(self.built, self.config),
+            host=config.host,
+            port=config.port,
+            admin_token=config.admin_token,
+            what="proxy" if isinstance(config, ProxyConfig) else "replay",
+        )
 
     @property
     def layer(self) -> FaultLayer:
         return self.built.layer
 
-    @property
-    def admin(self) -> AdminClient:
-        """A client of this proxy's admin API (faults, journal, compliance)."""
-        if self._admin is None:
-            self._admin = AdminClient(self.url, token=self.config.admin_token)
-        return self._admin
-
-    @property
-    def port(self) -> int:
-        return int(self.url.rsplit(":", 1)[1])
-
-    def _run(self) -> None:
-        try:
-            with asyncio.Runner(loop_factory=self._server.config.get_loop_factory()) as runner:
-                runner.run(self._server.serve(sockets=[self._sock] if self._sock else None))
-        except BaseException as exc:  # surfaced by start()
-            self._error = exc
-
-    def start(self, timeout: float = 15.0) -> FrontThread:
-        from .._server import listen_socket
-
-        try:
-            self._sock = listen_socket(self.config.host, self.config.port)
-        except OSError as exc:
-            raise RuntimeError(f"cannot listen on {self.config.host}:{self.config.port}: {exc}") from exc
-        self._thread.start()
-        waited = 0.0
-        pause = threading.Event()
-        while not self._server.started:
-            if self._error is not None or not self._thread.is_alive():
-                raise RuntimeError(f"the server did not start: {self._error!r}")
-            if waited > timeout:
-                raise RuntimeError(f"the server did not start within {timeout} s")
-            pause.wait(0.01)
-            waited += 0.01
-        host, port = self._server.servers[0].sockets[0].getsockname()[:2]
-        self.url = f"http://{host}:{port}"
-        return self
-
     def stop(self, timeout: float = 10.0) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout)
+        super().stop(timeout)
         if self.built.recorder is not None:
             self.built.recorder.close()
-
-    def __enter__(self) -> FrontThread:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

@@ -68,3 +68,13 @@ def test_layer_and_admin_share_one_state() -> None:
     assert layer.engine is layer.state.engine
     assert layer.journal is layer.state.journal
     assert layer.injectors.held is layer.state.held
+
+
+def test_the_fault_layer_depends_on_no_mode_built_on_it() -> None:
+    """The proxy and replay are built on the fault layer, never the other way round (a rule's
+    ``when: after`` used to live in the proxy package and be imported from there)."""
+    for path in _PACKAGE.glob("_*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 2:
+                assert not (node.module or "").startswith("_proxy"), f"{path.name} imports {node.module}"

@@ -23,9 +23,9 @@ from typing import Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .._faults._engine import Decision
-from .._faults._journal import Entry
-from .._faults._model import Rule
+from ._engine import Decision
+from ._journal import Entry
+from ._model import Rule
 
 #: Faults that change the app's own answer: they come after it in either order.
 ALTERING = frozenset({"truncate", "malformed_json", "wrong_content_type", "slow_body"})
