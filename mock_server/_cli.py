@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 from ._config import DEFAULT_DB, ServerConfig
+from ._flags import add_serving_flags, rate, serving_settings
 from ._state._connect import check_url, shown
 from ._state._private import private_data_dir
 from ._tenants import DEFAULT_TENANTS, RateLimit, load_tenants
@@ -31,33 +31,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve the fake on loopback", formatter_class=_Help)
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: all interfaces)")
-    serve.add_argument("--port", type=int, default=8000, help="port to listen on (0: a free one)")
+    add_serving_flags(serve)
     serve.add_argument("--db", default=str(DEFAULT_DB), help="SQLite file, or :memory:")
-    serve.add_argument("--faults", metavar="FILE", help="fault rules (YAML or JSON)")
-    serve.add_argument("--preset", help="named fault rules: flaky, outage, rate-limited, slow, chaos")
-    serve.add_argument("--seed", type=int, help="seed for fault decisions (overrides the file's)")
     serve.add_argument("--tenants", metavar="FILE", help="tenants and credentials (YAML or JSON)")
-    serve.add_argument("--admin-token", help="require X-Admin-Token on /__admin (and allow non-loopback)")
-    serve.add_argument("--allow-fault-header", action="store_true", help="honour X-Mock-Fault on requests")
-    serve.add_argument("--journal-size", type=int, default=10_000, help="requests kept in the journal")
     serve.add_argument("--cache-max-age", type=int, default=30, help="max-age of cacheable responses")
     serve.add_argument("--retry-after-format", choices=("seconds", "http-date"), default="seconds")
     serve.add_argument("--token-ttl", type=int, default=3600, help="lifetime of OAuth tokens, seconds")
-    serve.add_argument(
-        "--journal-max-bytes",
-        type=int,
-        default=256 * 1024 * 1024,
-        metavar="N",
-        help="memory the journal may hold; past it the oldest entries go",
-    )
-    serve.add_argument(
-        "--session-ttl",
-        type=float,
-        default=600.0,
-        metavar="S",
-        help="seconds an idle X-Mock-Session keeps its fault counters",
-    )
     serve.add_argument(
         "--auth-failure-limit",
         default="60:100",
@@ -66,31 +45,9 @@ def _parser() -> argparse.ArgumentParser:
         " before it gets 429 and Retry-After; off: no limit",
     )
     serve.add_argument(
-        "--access-log", action="store_true", help="log each request (secrets in the query hidden)"
-    )
-    serve.add_argument(
-        "--header-timeout",
-        type=float,
-        default=60.0,
-        metavar="S",
-        help="seconds a request's headers may take to arrive; slower connections are closed",
-    )
-    serve.add_argument(
         "--cors",
         metavar="ORIGINS",
         help="let browser pages on these origins call the API: comma-separated, or *",
-    )
-    serve.add_argument(
-        "--http",
-        choices=("auto", "httptools", "h11"),
-        default="auto",
-        help="HTTP parser: httptools (in C) or h11 (pure Python); auto: httptools when installed",
-    )
-    serve.add_argument(
-        "--loop",
-        choices=("auto", "uvloop", "asyncio"),
-        default="auto",
-        help="event loop: uvloop or the standard library's asyncio; auto: uvloop when installed",
     )
     serve.add_argument(
         "--workers",
@@ -113,46 +70,22 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
-    if not 0 <= args.port <= 65535:
-        raise ConfigError(f"--port: must be 0..65535, got {args.port}")
-    for flag, value in (("--journal-size", args.journal_size), ("--token-ttl", args.token_ttl)):
-        if value < 1:
-            raise ConfigError(f"{flag}: must be positive, got {value}")
+    shared = serving_settings(args)
+    if args.token_ttl < 1:
+        raise ConfigError(f"--token-ttl: must be positive, got {args.token_ttl}")
     if args.cache_max_age < 0:
         raise ConfigError(f"--cache-max-age: must be 0 or more, got {args.cache_max_age}")
-    if args.journal_max_bytes < 1:
-        raise ConfigError(f"--journal-max-bytes: must be positive, got {args.journal_max_bytes}")
-    if not args.session_ttl > 0:
-        raise ConfigError(f"--session-ttl: must be positive, got {args.session_ttl}")
-    if not args.header_timeout > 0:
-        raise ConfigError(f"--header-timeout: must be positive, got {args.header_timeout}")
     if args.workers < 1:
         raise ConfigError(f"--workers: must be 1 or more, got {args.workers}")
-    for flag, choice, fallback in (("--http", args.http, "h11"), ("--loop", args.loop, "asyncio")):
-        if choice not in ("auto", fallback) and importlib.util.find_spec(choice) is None:
-            raise ConfigError(f"{flag}: {choice} is not installed (pip install {choice}); or use {fallback}")
     return ServerConfig(
-        host=args.host,
-        port=args.port,
+        **shared,
         db=args.db,
         tenants=load_tenants(args.tenants) if args.tenants else DEFAULT_TENANTS,
-        faults=args.faults,
-        preset=args.preset,
-        seed=args.seed,
-        admin_token=args.admin_token,
-        allow_fault_header=args.allow_fault_header,
-        journal_size=args.journal_size,
         cache_max_age=args.cache_max_age,
         retry_after_format=args.retry_after_format,
         token_ttl=args.token_ttl,
-        journal_max_bytes=args.journal_max_bytes,
-        session_ttl=args.session_ttl,
         auth_failure_limit=failure_limit(args.auth_failure_limit),
-        access_log=args.access_log,
-        header_timeout=args.header_timeout,
         cors=args.cors,
-        http=args.http,
-        loop=args.loop,
         workers=args.workers,
         state=check_url(args.state) if args.state is not None else None,
     )
@@ -163,15 +96,7 @@ def failure_limit(text: str) -> RateLimit | None:
     ``off`` / ``0`` for no limit."""
     if text.strip().lower() in ("off", "0"):
         return None
-    rate, _, burst = text.partition(":")
-    try:
-        per_minute = int(rate)
-        burst_n = int(burst) if burst else per_minute
-    except ValueError:
-        per_minute = burst_n = 0
-    if per_minute < 1 or burst_n < 1 or len(text) > 20:
-        raise ConfigError(f"--auth-failure-limit: must be PER_MINUTE[:BURST] or off, got {text[:40]!r}")
-    return RateLimit(per_minute=per_minute, burst=burst_n)
+    return rate(text, "--auth-failure-limit", also=" or off")
 
 
 def banner(config: ServerConfig, url: str) -> str:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from dataclasses import replace
 from typing import Any
 
+from .._flags import add_serving_flags, rate, serving_settings
+from .._tenants import RateLimit
 from ..exceptions import ConfigError
 from ._app import Built, FrontConfig, ProxyConfig, ReplayConfig, build_proxy, build_replay, uvicorn_config
 
@@ -15,25 +16,13 @@ COMMANDS = ("proxy", "replay")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: all interfaces)")
-    parser.add_argument("--port", type=int, default=8000, help="port to listen on (0: a free one)")
-    parser.add_argument("--faults", metavar="FILE", help="fault rules (YAML or JSON)")
-    parser.add_argument("--preset", help="named fault rules: flaky, outage, rate-limited, slow, chaos")
-    parser.add_argument("--seed", type=int, help="seed for fault decisions (overrides the file's)")
-    parser.add_argument("--admin-token", help="require X-Admin-Token on /__admin (and allow non-loopback)")
-    parser.add_argument("--allow-fault-header", action="store_true", help="honour X-Mock-Fault on requests")
+    add_serving_flags(parser)
     parser.add_argument(
         "--rate-limit",
         metavar="PER_MINUTE[:BURST]",
         help="the fake's token bucket per credential (API key, bearer token, Basic user; else the"
         " client address): BURST at once, then PER_MINUTE; over it, 429 with Retry-After",
     )
-    parser.add_argument("--journal-size", type=int, default=10_000, help="requests kept in the journal")
-    parser.add_argument(
-        "--access-log", action="store_true", help="log each request (secrets in the query hidden)"
-    )
-    parser.add_argument("--http", choices=("auto", "httptools", "h11"), default="auto", help="HTTP parser")
-    parser.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto", help="event loop")
 
 
 def add_commands(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
@@ -86,47 +75,14 @@ def add_commands(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
     )
 
 
-def rate_limit(text: str | None) -> Any:
+def rate_limit(text: str | None) -> RateLimit | None:
     """``--rate-limit PER_MINUTE[:BURST]`` (BURST defaults to PER_MINUTE)."""
-    from .._tenants import RateLimit
-
-    if text is None:
-        return None
-    rate, _, burst = text.partition(":")
-    try:
-        per_minute = int(rate)
-        burst_n = int(burst) if burst else per_minute
-    except ValueError:
-        per_minute = burst_n = 0
-    if per_minute < 1 or burst_n < 1 or len(text) > 20:
-        raise ConfigError(
-            f"--rate-limit: must be PER_MINUTE[:BURST] with positive integers, got {text[:40]!r}"
-        )
-    return RateLimit(per_minute=per_minute, burst=burst_n)
+    return None if text is None else rate(text, "--rate-limit", also=" with positive integers")
 
 
 def config_from_args(args: argparse.Namespace) -> ProxyConfig | ReplayConfig:
-    if not 0 <= args.port <= 65535:
-        raise ConfigError(f"--port: must be 0..65535, got {args.port}")
-    if args.journal_size < 1:
-        raise ConfigError(f"--journal-size: must be positive, got {args.journal_size}")
-    for flag, choice, fallback in (("--http", args.http, "h11"), ("--loop", args.loop, "asyncio")):
-        if choice not in ("auto", fallback) and importlib.util.find_spec(choice) is None:
-            raise ConfigError(f"{flag}: {choice} is not installed (pip install {choice}); or use {fallback}")
-    common: dict[str, Any] = dict(
-        host=args.host,
-        port=args.port,
-        faults=args.faults,
-        preset=args.preset,
-        seed=args.seed,
-        admin_token=args.admin_token,
-        allow_fault_header=args.allow_fault_header,
-        rate_limit=rate_limit(args.rate_limit),
-        journal_size=args.journal_size,
-        access_log=args.access_log,
-        http=args.http,
-        loop=args.loop,
-    )
+    common: dict[str, Any] = serving_settings(args)
+    common["rate_limit"] = rate_limit(args.rate_limit)
     if args.command == "proxy":
         if not args.timeout > 0:
             raise ConfigError(f"--timeout: must be positive, got {args.timeout}")
