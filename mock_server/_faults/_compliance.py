@@ -20,7 +20,13 @@ Findings (each names the offending requests):
 - ``no_backoff`` (error): a logical request retried three or more times with every gap under
   ``min_gap_s``.
 - ``requests_into_outage`` (error): requests that kept coming, faster than a probe a second,
-  after the client had seen ``outage_after`` failures in a row, while the failures went on.
+  after the client had seen ``outage_after`` failures in a row, while the failures went on. A
+  failed request counts only when it was sent after the client could have seen the streak it
+  continues: the failures answered just before its own answer, with no success between (in
+  answer order), of which at least ``outage_after`` had gone out before it arrived (when the
+  client had other requests open as one went out, ``_IN_FLIGHT_GRACE_S`` before). A burst sent
+  together whose failures and successes interleave as the answers go out is not blamed for a
+  streak its own successes break, nor for answers that went out while it was on its way.
 - ``excessive_attempts`` (warning): a logical request tried more than ``max_attempts`` times.
 
 The score is the share of requests named by no error finding; the verdict is ``pass`` without
@@ -30,6 +36,7 @@ error findings, else ``fail``.
 from __future__ import annotations
 
 import statistics
+from bisect import bisect_right
 from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -39,10 +46,11 @@ from ._journal import Entry
 
 _UNSAFE = frozenset({"POST", "PATCH"})
 _TOLERANCE_S = 0.02
-#: How long after a "none remaining" answer went out a concurrent client may still have requests
-#: on their way: it learns of the answer only when its event loop (or thread) gets to read it,
-#: which on a loaded machine takes tens of milliseconds. A client that ignores the answer is still
-#: caught for the rest of the window (a second or more).
+#: How long after a "none remaining" answer (or a failure of an outage streak) went out a
+#: concurrent client may still have requests on their way: it learns of the answer only when its
+#: event loop (or thread) gets to read it, which on a loaded machine takes tens of milliseconds. A
+#: client that ignores the answer is still caught for the rest of the window (a second or more),
+#: or by its next requests into the outage.
 _IN_FLIGHT_GRACE_S = 0.1
 _MAX_NAMED = 50
 
@@ -231,7 +239,12 @@ def _sweep(
             events.append((e.finished_at, 0, e))
     events.sort(key=lambda ev: (ev[0], ev[1], ev[2].seq))
     blocked_until = 0.0
-    failures_in_a_row = 0
+    # The client's current failure streak in answer order (a success empties it), as the times
+    # the client could have read each answer: non-decreasing, since it knows the streak is that
+    # long only once it has read every answer in it. A failure is judged at its own answer,
+    # against the part of the streak before it that was readable when it arrived: a success
+    # answered in between (say from the same burst) has broken the streak by then.
+    streak_readable: list[float] = []
     into_outage: list[Entry] = []
     # Requests of this client the server holds (arrived, answer not finished yet), and windows
     # that open a grace after their refusal was sent: with other requests open when a
@@ -255,7 +268,13 @@ def _sweep(
                     blocked_until = max(blocked_until, until)
             if e.outcome == "cancelled":
                 continue
-            failures_in_a_row = failures_in_a_row + 1 if e.failed else 0
+            if not e.failed:
+                streak_readable.clear()
+                continue
+            if bisect_right(streak_readable, e.arrived_at) >= thresholds.outage_after:
+                into_outage.append(e)
+            readable = when + _IN_FLIGHT_GRACE_S if open_now > 0 else when
+            streak_readable.append(max(readable, streak_readable[-1]) if streak_readable else readable)
             continue
         while pending and pending[0][0] <= when:
             blocked_until = max(blocked_until, pending.popleft()[1])
@@ -263,9 +282,8 @@ def _sweep(
             open_now += 1
         if when < blocked_until - _TOLERANCE_S and e.seq not in flagged_early:
             limited.add(e, reset_in_s=round(blocked_until - when, 3))
-        if failures_in_a_row >= thresholds.outage_after and e.completed and e.failed:
-            into_outage.append(e)
     if len(into_outage) >= 2:
+        into_outage.sort(key=lambda e: (e.arrived_at, e.seq))  # judged in answer order
         span = into_outage[-1].arrived_at - into_outage[0].arrived_at
         if len(into_outage) > 2 + span * thresholds.probes_per_s:
             for e in into_outage:
