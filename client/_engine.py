@@ -33,7 +33,7 @@ from typing import Any
 
 from ._auth import Auth, AuthFlow, OAuth2ClientCredentials
 from ._auth import Auth as _BaseAuth
-from ._breaker import BreakerRegistry
+from ._breaker import BreakerRegistry, BreakerState
 from ._clock import sleep as _real_sleep
 from ._errors import (
     ApiError,
@@ -192,6 +192,41 @@ class Engine:
         return Final(CallInfo(0, request_id, served.cache_status, 0.0, 0.0), served=served)
 
     # -- the call ------------------------------------------------------------------------------
+    def body_wanted(self, action: Send, status: int, headers: Mapping[str, str]) -> int | None:
+        """How much of an attempt's body the engine needs before it decides, asked by a driver
+        that can stream once the head is in: ``None``, all of it (a token, a 401 that may be
+        re-authenticated, a status the retry policy retries: the error may quote it); ``0``,
+        none (a final answer the cache will not store: the caller may stream it); ``n``, up to
+        ``n`` bytes (a response the cache may store: a longer body is never stored, §3 of RFC
+        9111 and ``max_entry_bytes``, so the driver streams it and hands over no body)."""
+        if action.attempt == 0 or status == 401:
+            return None
+        retry = self.retry
+        if retry is not None and status in retry.statuses:
+            return None
+        lk = action.lookup
+        cache = self.cache
+        if cache is None or lk is None or _nothing_to_cache(lk, status, headers):
+            return 0
+        return max(1, cache.policy.max_entry_bytes)
+
+    def body_failed(self, url: str, error: ApiError) -> None:
+        """A body the caller streamed broke after its call had ended on a good head: count it as
+        the failure a buffered read would have been (metrics, and the host's breaker while it is
+        closed; a half-open breaker's probes were settled by the head)."""
+        self.metrics.record_body_error(type(error).__name__)
+        breakers = self.breakers
+        if breakers is None or not isinstance(error, TransportError | DeadlineExceeded):
+            return
+        breaker = breakers.get(host_key(url))
+        if breaker.state is not BreakerState.CLOSED or not breaker.policy.is_failure(None):
+            return
+        try:
+            ticket = breaker.acquire()  # closed: the shared ticket, no permit taken
+        except CircuitOpen:
+            return
+        breaker.record(ticket, failure=True)
+
     def call(
         self,
         request: Request,
@@ -297,7 +332,7 @@ class Engine:
                             self.metrics.record_wait(this_wait)
                     connect, read = self._attempt_timeouts(deadline, timeout)
                     sent_wall = self.wall()
-                    reply = yield Send(request, connect, read, deadline, state.attempt)
+                    reply = yield Send(request, connect, read, deadline, state.attempt, lk)
                 except ApiError as exc:
                     # Nothing was sent (the limiter or the deadline refused): no outcome to record.
                     if breaker is not None and ticket is not None:

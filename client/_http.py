@@ -174,16 +174,25 @@ class Send:
     """Send ``request`` once: connect within ``connect`` s, each read within ``read`` s (already
     clipped to the time left), and read the whole body before ``deadline`` (unless streaming)."""
 
-    __slots__ = ("attempt", "connect", "deadline", "read", "request")
+    __slots__ = ("attempt", "connect", "deadline", "lookup", "read", "request")
 
     def __init__(
-        self, request: Request, connect: float | None, read: float | None, deadline: Deadline, attempt: int
+        self,
+        request: Request,
+        connect: float | None,
+        read: float | None,
+        deadline: Deadline,
+        attempt: int,
+        lookup: Any = None,
     ) -> None:
         self.request = request
         self.connect = connect
         self.read = read
         self.deadline = deadline
         self.attempt = attempt
+        #: The cache's verdict on this call's request (``None``: no cache), for
+        #: ``Engine.body_wanted``.
+        self.lookup = lookup
 
     def __repr__(self) -> str:
         return f"Send({self.request!r}, attempt={self.attempt}, connect={self.connect}, read={self.read})"

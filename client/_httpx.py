@@ -11,11 +11,23 @@ reads the body, and maps ``httpx`` errors onto the client's tree (the same publi
 ``requests`` driver raises; they pass through ``httpx.Client`` unchanged, so catch
 ``client.ApiError``, not ``httpx.HTTPError``).
 
-The body is read inside the transport, under the call's deadline: each network read of the
-default inner transport waits at most min(read timeout, time left) (its network backend is
-wrapped to clip every read and connect), so a trickled body ends in ``DeadlineExceeded``. An
-inner transport of your own is checked between chunks instead. Every response is therefore
-buffered: a resilient call is a whole call.
+The deadline covers the body: each network read of the default inner transport waits at most
+min(read timeout, time left) (its network backend is wrapped to clip every read and connect),
+so a trickled body ends in ``DeadlineExceeded``; an inner transport of your own is checked
+between chunks instead. What is read where is the engine's call (``Engine.body_wanted``), once
+the head is in:
+
+- a final answer the cache will not store is read up to ``buffer_bytes`` (64 KiB; a body that
+  short is whole before the engine decides, so one that breaks is retried); a longer one
+  streams: ``client.stream(...)`` and ``iter_bytes()`` read from the connection as the caller
+  iterates (the bytes already read come first), still under the deadline
+  (a body that outlives it raises ``DeadlineExceeded`` from the iteration, and counts as a
+  failure in the metrics and the host's breaker); the connection goes back to the pool when
+  the stream is closed or read to its end;
+- a response the cache may store is read up to the larger of that and the cache's
+  ``max_entry_bytes``; a longer body streams, unstored;
+- a status the retry policy retries, a 401, and a token answer are read whole before the
+  engine decides (a retry needs the connection back, an error may quote the body).
 
 The async transport never blocks the event loop: the engine's locks are held for a few counter
 updates, never across an ``await``; a cancelled call gives its half-open permit and its unused
@@ -29,7 +41,7 @@ import contextvars
 import inspect
 import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 import anyio
@@ -57,6 +69,10 @@ from ._policies import Policies
 from ._redaction import redact, redact_url
 
 __all__ = ["AsyncResilientTransport", "ResilientTransport", "map_httpx_error"]
+
+#: A body up to this many bytes is read inside the transport, so a body that breaks is retried
+#: like any failed attempt; a longer one streams to the caller (the transports' ``buffer_bytes``).
+BUFFER_BYTES = 64 * 1024
 
 #: The monotonic instant the current attempt must have its body by (``None``: no deadline).
 _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("resilient_deadline", default=None)
@@ -355,7 +371,12 @@ def _response(final: Final, request: httpx.Request) -> httpx.Response:
 class _Base:
     """What both transports share: the engine and the request conversion."""
 
-    def _setup(self, policies: Policies | None, auth: Auth | None, metrics: Metrics | None) -> None:
+    def _setup(
+        self, policies: Policies | None, auth: Auth | None, metrics: Metrics | None, buffer_bytes: int
+    ) -> None:
+        if isinstance(buffer_bytes, bool) or not isinstance(buffer_bytes, int) or buffer_bytes < 0:
+            raise ValueError(f"buffer_bytes: must be an int >= 0, got {buffer_bytes!r}")
+        self.buffer_bytes = buffer_bytes
         self.policies = policies or Policies()
         self.engine = Engine(self.policies, auth=auth, metrics=metrics)
 
@@ -387,11 +408,155 @@ def _token_request(wanted: Request) -> httpx.Request:
     return httpx.Request("POST", wanted.url, headers=list(wanted.headers.items()), content=wanted.body or b"")
 
 
+# -- streamed bodies ----------------------------------------------------------------------------
+def _late(action: Send, cause: BaseException | None = None) -> DeadlineExceeded:
+    error = DeadlineExceeded(
+        f"the total deadline ran out while the caller read the streamed body of attempt {action.attempt}"
+    )
+    error.__cause__ = cause
+    return error
+
+
+def _until(action: Send) -> float | None:
+    """The monotonic instant of the call's deadline, for the clipped reads (raises once past)."""
+    left = action.deadline.remaining()
+    if left <= 0:
+        raise _late(action)
+    return None if left == float("inf") else time.monotonic() + left
+
+
+class _StreamBase:
+    """What both streamed bodies share: the deadline, and the outcome of a broken body."""
+
+    def __init__(self, engine: Engine, action: Send, head: list[bytes]) -> None:
+        self._engine = engine
+        self._action = action
+        self._head = head
+        self._closed = False
+
+    def _failed(self, exc: BaseException) -> BaseException:
+        """The client's error for a body that broke at ``exc``, counted as the call's failure."""
+        action = self._action
+        if isinstance(exc, ApiError):
+            error: ApiError = exc
+        elif action.deadline.remaining() <= 0:
+            error = _late(action, exc)
+        else:
+            error = map_httpx_error(exc, method=action.request.method, url=action.request.url)
+            error.__cause__ = exc
+        self._engine.body_failed(action.request.url, error)
+        return public(error)
+
+
+class _SyncBody(_StreamBase, httpx.SyncByteStream):
+    """A body read from the connection as the caller iterates, each read under the deadline."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        action: Send,
+        inner: httpx.SyncByteStream,
+        head: list[bytes],
+        chunks: Iterator[bytes] | None,
+    ) -> None:
+        super().__init__(engine, action, head)
+        self._inner = inner
+        self._chunks = chunks  # an iteration of ``inner`` already begun (its first bytes: head)
+
+    def __iter__(self) -> Iterator[bytes]:
+        head, self._head = self._head, []
+        yield from head
+        chunks = self._chunks if self._chunks is not None else iter(self._inner)
+        while True:
+            try:
+                token = _DEADLINE.set(_until(self._action))
+                try:
+                    chunk = next(chunks)
+                finally:
+                    _DEADLINE.reset(token)
+            except StopIteration:
+                return
+            except (ApiError, httpx.HTTPError, httpcore.TimeoutException, OSError) as exc:
+                raise self._failed(exc) from exc
+            yield chunk
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._inner.close()
+
+
+class _AsyncBody(_StreamBase, httpx.AsyncByteStream):
+    """The async twin of :class:`_SyncBody`; closing it also frees the call's connection slot."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        action: Send,
+        inner: httpx.AsyncByteStream,
+        head: list[bytes],
+        chunks: AsyncIterator[bytes] | None,
+        release: Callable[[], None] | None,
+    ) -> None:
+        super().__init__(engine, action, head)
+        self._inner = inner
+        self._chunks = chunks
+        self._release = release
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        head, self._head = self._head, []
+        for chunk in head:
+            yield chunk
+        chunks = self._chunks if self._chunks is not None else self._inner.__aiter__()
+        while True:
+            try:
+                token = _DEADLINE.set(_until(self._action))
+                try:
+                    chunk = await chunks.__anext__()
+                finally:
+                    _DEADLINE.reset(token)
+            except StopAsyncIteration:
+                return
+            except (ApiError, httpx.HTTPError, httpcore.TimeoutException, OSError) as exc:
+                raise self._failed(exc) from exc
+            yield chunk
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._inner.aclose()
+        finally:
+            release, self._release = self._release, None
+            if release is not None:
+                release()
+
+
+def _declared_length(headers: _Lowered) -> int | None:
+    value = dict.get(headers, "content-length")
+    return int(value) if value is not None and value.isdigit() else None
+
+
+def _cap(wanted: int | None, buffer_bytes: int) -> int | None:
+    """How many bytes to read before the transport returns (``None``: all, ``0``: none)."""
+    return None if wanted is None else max(wanted, buffer_bytes)
+
+
+def _check(action: Send, clipped: bool) -> None:
+    """Between chunks of an inner transport whose reads are not clipped: the deadline."""
+    if not clipped and action.deadline.remaining() <= 0:
+        raise DeadlineExceeded("the total deadline ran out while reading the body")
+
+
 # -- sync ---------------------------------------------------------------------------------------
 class ResilientTransport(_Base, httpx.BaseTransport):
     """An ``httpx`` transport running :class:`Policies`: ``httpx.Client(transport=...)``.
 
     ``transport`` is the transport that sends (default: ``httpx.HTTPTransport(**kwargs)``).
+    ``buffer_bytes`` (default 64 KiB): a body up to this long is read before the response is
+    returned (one that breaks is retried); a longer one streams as the caller reads it (``0``:
+    stream every body the engine does not need).
     """
 
     def __init__(
@@ -401,9 +566,10 @@ class ResilientTransport(_Base, httpx.BaseTransport):
         auth: Auth | None = None,
         metrics: Metrics | None = None,
         transport: httpx.BaseTransport | None = None,
+        buffer_bytes: int = BUFFER_BYTES,
         **kwargs: Any,
     ) -> None:
-        self._setup(policies, auth, metrics)
+        self._setup(policies, auth, metrics, buffer_bytes)
         if transport is None:
             kwargs.setdefault(
                 "limits",
@@ -434,7 +600,8 @@ class ResilientTransport(_Base, httpx.BaseTransport):
             try:
                 response = self.inner.handle_request(target)
                 try:
-                    body = self._read(response, action)
+                    headers = _lowered(response.headers)
+                    body = self._take(response, headers, action)
                 except BaseException as exc:
                     response.close()
                     _head_seen(exc, response)
@@ -446,7 +613,7 @@ class ResilientTransport(_Base, httpx.BaseTransport):
             finally:
                 _DEADLINE.reset(token)
                 _HOLD.reset(held)
-            return Received(response.status_code, _lowered(response.headers), body, response)
+            return Received(response.status_code, headers, body, response)
 
         def sleep(action: Sleep) -> None:
             engine.sleeper(action)(action.seconds)
@@ -457,6 +624,38 @@ class ResilientTransport(_Base, httpx.BaseTransport):
             public(exc)
             raise
         return _response(final, request)
+
+    def _take(self, response: httpx.Response, headers: _Lowered, action: Send) -> bytes | None:
+        """The body, read here when the engine needs it or it is short; ``None``: the caller
+        streams it (see the module doc)."""
+        if response.is_closed:  # built with its content (a mock, say): nothing left to stream
+            return response.content
+        cap = _cap(self.engine.body_wanted(action, response.status_code, headers), self.buffer_bytes)
+        if cap is None:
+            return self._read(response, action)
+        raw = response.stream
+        assert isinstance(raw, httpx.SyncByteStream)
+        head: list[bytes] = []
+        chunks: Iterator[bytes] | None = None
+        if cap > 0:
+            length = _declared_length(headers)
+            if length is not None and length <= cap:
+                return self._read(response, action)
+            if length is None:  # read up to the bound, then stream what is left
+                chunks = iter(raw)
+                got = 0
+                for chunk in chunks:
+                    head.append(chunk)
+                    got += len(chunk)
+                    _check(action, self._clipped)
+                    if got > cap:
+                        break
+                else:
+                    raw.close()  # read to its end: the connection is back in the pool
+                    response.stream = httpx.ByteStream(b"".join(head))
+                    return response.read()  # decoded, as read() keeps it
+        response.stream = _SyncBody(self.engine, action, raw, head, chunks)
+        return None
 
     def _read(self, response: httpx.Response, action: Send) -> bytes:
         if self._clipped:
@@ -549,6 +748,7 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
     """An async ``httpx`` transport running :class:`Policies`: ``httpx.AsyncClient(transport=...)``.
 
     ``transport`` is the transport that sends (default: ``httpx.AsyncHTTPTransport(**kwargs)``).
+    ``buffer_bytes`` as for :class:`ResilientTransport`.
     Sleeps are ``asyncio.sleep`` unless the policies carry an injected sleep (which may be a
     plain function or a coroutine function).
     """
@@ -560,9 +760,10 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
         auth: Auth | None = None,
         metrics: Metrics | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        buffer_bytes: int = BUFFER_BYTES,
         **kwargs: Any,
     ) -> None:
-        self._setup(policies, auth, metrics)
+        self._setup(policies, auth, metrics, buffer_bytes)
         if transport is None:
             kwargs.setdefault(
                 "limits",
@@ -619,7 +820,10 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
                     acquired = True
                 response = await self.inner.handle_async_request(target)
                 try:
-                    body = await self._read(response, action)
+                    headers = _lowered(response.headers)
+                    body = await self._take(response, headers, action, slots if acquired else None)
+                    if body is None:
+                        acquired = False  # the slot is the stream's now: its close frees it
                 except BaseException as exc:
                     await response.aclose()
                     _head_seen(exc, response)
@@ -633,7 +837,7 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
                     slots.release()  # type: ignore[union-attr]
                 _DEADLINE.reset(token)
                 _HOLD.reset(held)
-            return Received(response.status_code, _lowered(response.headers), body, response)
+            return Received(response.status_code, headers, body, response)
 
         async def sleep(action: Sleep) -> None:
             await _await_sleep(engine.sleeper(action), action.seconds)
@@ -644,6 +848,41 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
             public(exc)
             raise
         return _response(final, request)
+
+    async def _take(
+        self, response: httpx.Response, headers: _Lowered, action: Send, slots: asyncio.Semaphore | None
+    ) -> bytes | None:
+        """The body, read here when the engine needs it or it is short; ``None``: the caller
+        streams it, and the connection slot goes with the stream (see the module doc)."""
+        if response.is_closed:  # built with its content (a mock, say): nothing left to stream
+            return response.content
+        cap = _cap(self.engine.body_wanted(action, response.status_code, headers), self.buffer_bytes)
+        if cap is None:
+            return await self._read(response, action)
+        raw = response.stream
+        assert isinstance(raw, httpx.AsyncByteStream)
+        head: list[bytes] = []
+        chunks: AsyncIterator[bytes] | None = None
+        if cap > 0:
+            length = _declared_length(headers)
+            if length is not None and length <= cap:
+                return await self._read(response, action)
+            if length is None:  # read up to the bound, then stream what is left
+                chunks = raw.__aiter__()
+                got = 0
+                async for chunk in chunks:
+                    head.append(chunk)
+                    got += len(chunk)
+                    _check(action, self._clipped)
+                    if got > cap:
+                        break
+                else:
+                    await raw.aclose()  # read to its end: the connection is back in the pool
+                    response.stream = httpx.ByteStream(b"".join(head))
+                    return await response.aread()  # decoded, as aread() keeps it
+        release = slots.release if slots is not None else None
+        response.stream = _AsyncBody(self.engine, action, raw, head, chunks, release)
+        return None
 
     async def _read(self, response: httpx.Response, action: Send) -> bytes:
         if self._clipped:

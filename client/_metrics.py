@@ -119,6 +119,12 @@ class Metrics:
         with self._lock:
             self._c[name] += amount
 
+    def record_body_error(self, error: str) -> None:
+        """A streamed body failed after its call was counted (the head was an answer)."""
+        with self._lock:
+            self._c["failures"] += 1
+            self._errors[error] += 1
+
     def record_status(self, status: int) -> None:
         """An attempt's response status (retried attempts included)."""
         with self._lock:

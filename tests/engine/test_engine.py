@@ -25,7 +25,7 @@ from client._errors import (
     ReadTimeout,
     Unauthorized,
 )
-from client._http import Final, Headers, Received, Request, Send, Sleep
+from client._http import Final, Headers, Received, Request, Send, Sleep, host_key
 from client._httpcache import CachePolicy
 from client._limiter import RateLimitPolicy, TokenBucket, reset_seconds
 from client._policies import Policies
@@ -353,3 +353,39 @@ def test_refusals_within_one_pause_halve_the_requests_in_flight_once() -> None:
     assert bucket.admit() == 0  # two out: within the cap of 2
     bucket.reserve()
     assert bucket.admit() > 0  # a third waits
+
+
+def test_body_wanted_says_what_a_driver_may_stream() -> None:
+    """A streaming driver asks, once the head is in, how much body the engine needs: all of a
+    retried status's or a 401's (the retry or re-auth decision comes first), up to the cache's
+    ``max_entry_bytes`` of a response the cache may store (RFC 9111 §3: a longer one is not
+    stored), and none of a final answer the cache will not store."""
+    clock = FakeClock()
+    e = engine(clock, cache=CachePolicy(max_entry_bytes=1000))
+    flow = e.call(Request("GET", URL, Headers()))
+    send = flow.send(None)
+    assert isinstance(send, Send) and send.lookup is not None
+    plain = Headers({"Content-Type": "application/json"})
+    assert e.body_wanted(send, 503, plain) is None
+    assert e.body_wanted(send, 401, plain) is None
+    assert e.body_wanted(send, 200, plain) == 0
+    assert e.body_wanted(send, 200, Headers({"Cache-Control": "max-age=60"})) == 1000
+    assert e.body_wanted(send, 200, Headers({"ETag": '"v1"'})) == 1000
+    flow.close()
+    uncached = engine(clock)
+    flow = uncached.call(Request("GET", URL, Headers()))
+    send = flow.send(None)
+    assert uncached.body_wanted(send, 200, Headers({"Cache-Control": "max-age=60"})) == 0
+    flow.close()
+
+
+def test_a_streamed_body_that_breaks_counts_against_a_closed_breaker() -> None:
+    clock = FakeClock()
+    e = engine(clock, breaker=BreakerPolicy(min_calls=2, failure_rate=0.5))
+    e.body_failed(URL, DeadlineExceeded("late"))
+    e.body_failed(URL, ConnectionFailed("cut"))
+    snapshot = e.metrics.snapshot()
+    assert snapshot.failures == 2
+    assert snapshot.errors == {"DeadlineExceeded": 1, "ConnectionFailed": 1}
+    assert e.breakers is not None
+    assert e.breakers.get(host_key(URL)).state.name == "OPEN"
