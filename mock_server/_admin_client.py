@@ -55,6 +55,14 @@ class AdminClient:
     def put_fault(self, rule_id: str, rule: Mapping[str, Any]) -> dict[str, Any]:
         return dict(self._call("PUT", f"/faults/{rule_id}", json=dict(rule), expect=(200, 201)))
 
+    def disable_fault(self, rule_id: str) -> dict[str, Any]:
+        """Switch a rule off where it stands (its place and counters kept; every process)."""
+        return dict(self._call("PATCH", f"/faults/{rule_id}", json={"enabled": False}))
+
+    def enable_fault(self, rule_id: str) -> dict[str, Any]:
+        """Switch a disabled rule back on; returns it as stored."""
+        return dict(self._call("PATCH", f"/faults/{rule_id}", json={"enabled": True}))
+
     def delete_fault(self, rule_id: str) -> None:
         self._call("DELETE", f"/faults/{rule_id}", expect=(204,))
 

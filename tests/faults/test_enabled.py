@@ -184,3 +184,21 @@ def test_a_bad_enabled_in_an_admin_body_is_a_422_naming_it_and_adds_nothing() ->
         assert (await call(layer, "GET", "/x"))[0] == 200
 
     asyncio.run(go())
+
+
+def test_the_admin_client_disables_and_enables_a_rule_over_http() -> None:
+    """`AdminClient.disable_fault`/`enable_fault`: the Python side of PATCH, on a real server."""
+    import requests
+
+    from mock_server import ServerConfig, ServerThread
+
+    with ServerThread(ServerConfig(db=":memory:")) as server:
+        admin = server.admin
+        down = {"type": "status", "status": 503}
+        admin.add_fault({"id": "down", "match": {"path": "/health"}, "fault": down})
+        assert requests.get(f"{server.url}/health", timeout=5).status_code == 503
+        assert admin.disable_fault("down")["enabled"] is False
+        assert requests.get(f"{server.url}/health", timeout=5).status_code == 200
+        assert "enabled" not in admin.enable_fault("down")
+        assert requests.get(f"{server.url}/health", timeout=5).status_code == 503
+        assert [r["id"] for r in admin.faults()] == ["down"]
