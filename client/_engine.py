@@ -144,6 +144,9 @@ class Engine:
         )
         self.limiters = LimiterRegistry(policies.limiter) if policies.limiter is not None else None
         self.cache = HttpCache(policies.cache) if policies.cache is not None else None
+        # Set by a driver that runs background work (an executor, a task): a stale entry within
+        # its stale-while-revalidate window is then served at once and revalidated behind it.
+        self.background = False
 
     def sleeper(self, action: Sleep) -> Any:
         """The injected sleep a :class:`Sleep` should use: the limiter's for a rate-limit wait,
@@ -181,13 +184,25 @@ class Engine:
     def served_hit(self, lookup: Lookup, request_id: str | None = None) -> Final | None:
         """A :class:`Final` for a lookup the cache answers (a fresh hit), else ``None``.
 
-        A stale entry offered under ``stale-while-revalidate`` (``lookup.background``) is not
-        served: no driver runs background work, so the revalidation happens now, in the
-        foreground (RFC 5861 allows a cache not to serve stale), and the cache is told its result.
+        A stale entry offered under ``stale-while-revalidate`` (``lookup.background``, set by the
+        cache on one lookup per entry at a time) is served at once when the driver runs
+        background work (``self.background``); the :class:`Final` then carries the lookup in
+        ``revalidate``, for the driver to hand to ``call(..., revalidate=)`` off the caller's
+        path (RFC 5861 section 3). A driver without background work revalidates in the
+        foreground instead (RFC 5861 allows a cache not to serve stale).
         """
         served = lookup.response
-        if served is None or lookup.background:
+        if served is None:
             return None
+        if lookup.background:
+            if not self.background:
+                return None
+            # A call answered without an attempt: counted as stale served, not as a fresh hit.
+            self.metrics.record_call(
+                latency=0.0, attempts=0, status=served.status, error=None, counter="cache_stale_served"
+            )
+            info = CallInfo(0, request_id, served.cache_status, 0.0, 0.0)
+            return Final(info, served=served, revalidate=lookup)
         self.metrics.record_hit()
         return Final(CallInfo(0, request_id, served.cache_status, 0.0, 0.0), served=served)
 
@@ -235,11 +250,22 @@ class Engine:
         timeout: tuple[float, float] | float | None = None,
         lookup: Lookup | None = None,
         cache_auth: Any = None,
+        revalidate: Lookup | None = None,
+        _background: bool = False,
     ) -> Flow:
         """One logical call; see the module docstring. ``timeout`` (the caller's, per attempt)
         replaces the policy's connect and read timeouts; ``lookup`` is a cache verdict the
         driver already asked for (its fast path); ``cache_auth`` names the credential for the
-        cache key when the driver applies auth itself."""
+        cache key when the driver applies auth itself.
+
+        ``revalidate`` (a ``Final.revalidate``) makes this the background revalidation of a
+        stale entry served under stale-while-revalidate: one attempt through the same breaker,
+        limiter and deadline, never retried and never counted as a call (metrics, retry
+        budget); its answer goes to the cache. However it ends (an error, a cancel), the cache
+        is told, so the entry may be revalidated again later or age out."""
+        if revalidate is not None and not _background:
+            return (yield from self._revalidate(request, auth, timeout, revalidate))
+        background = _background
         started = self.clock()
         auth = auth if auth is not None else self.auth
         method = request.method
@@ -249,7 +275,7 @@ class Engine:
         id_header = retry.request_id_header if retry is not None else None
         request_id = headers.get(id_header) if id_header else None
         cache = self.cache
-        lk = lookup
+        lk = revalidate if background else lookup
         if cache is not None and lk is None:
             pairs = getattr(headers, "pairs", None)
             lk = cache.lookup(
@@ -258,7 +284,7 @@ class Engine:
                 pairs() if pairs is not None else headers,
                 credential=self.credential(cache_auth or auth, headers),
             )
-        if lk is not None:
+        if lk is not None and not background:
             hit = self.served_hit(lk, request_id)
             if hit is not None:
                 return hit
@@ -348,7 +374,7 @@ class Engine:
                         bucket.done()
                     raise
                 else:
-                    if state.attempt == 1 and self.budget is not None:
+                    if state.attempt == 1 and self.budget is not None and not background:
                         # Counted when its first answer (or error) comes, not when it starts: a
                         # call that queued longer than the budget's window (behind the limiter or
                         # for a pooled connection, a thousand tasks at once) still brings its
@@ -398,7 +424,9 @@ class Engine:
                     self.metrics.incr("auth_refreshes")
                     continue  # the next attempt reapplies the credential, fetching a fresh token
                 if retry is None or status not in retry.statuses:
-                    return self._finish(request, received, lk, sent_wall, started, state, request_id, waited)
+                    return self._finish(
+                        request, received, lk, sent_wall, started, state, request_id, waited, background
+                    )
                 error = error_for_status(
                     status,
                     received.headers,
@@ -409,6 +437,9 @@ class Engine:
                     ),
                 )
             assert error is not None
+            if background:
+                # A background revalidation is one attempt: its failure leaves the stale entry.
+                raise error
             if (
                 retry is None
                 or isinstance(error, CircuitOpen | DeadlineExceeded)
@@ -435,6 +466,26 @@ class Engine:
             if delay > 0:
                 yield Sleep(delay, "backoff")
             state.idle_for += delay
+
+    def _revalidate(
+        self, request: Request, auth: Auth | None, timeout: tuple[float, float] | float | None, lk: Lookup
+    ) -> Flow:
+        cache = self.cache
+        assert cache is not None
+        headers = request.headers
+        for name, value in lk.request_headers:
+            if name not in headers:
+                headers[name] = value
+        done = False
+        try:
+            final = yield from self.call(request, auth=auth, timeout=timeout, revalidate=lk, _background=True)
+            done = True
+            return final
+        finally:
+            if not done:
+                # Failed or cancelled: the entry stays stale and ages out; a later lookup may
+                # start another revalidation (RFC 5861 section 3).
+                cache.on_error(lk, self.wall())
 
     def _attempt_timeouts(
         self, deadline: Deadline, timeout: tuple[float, float] | float | None
@@ -487,6 +538,7 @@ class Engine:
         state: RetryState,
         request_id: str | None,
         waited: float,
+        background: bool = False,
     ) -> Final:
         cache_status: str | None = None
         status = received.status
@@ -511,6 +563,13 @@ class Engine:
                 self.metrics.incr("cache_revalidations")
             elif cache_status == "stale":
                 self.metrics.incr("cache_stale_served")
+        if background:
+            # Not a caller's call: its Final goes back to the driver, which only closes it.
+            return Final(
+                CallInfo(state.attempt, request_id, cache_status, waited, state.idle_for),
+                received=received,
+                served=served,
+            )
         self.metrics.record_call(
             latency=self.clock() - started,
             attempts=state.attempt,

@@ -233,11 +233,18 @@ class Final:
     """How the call ended well: ``received`` (the origin's answer, possibly an error status the
     caller gets back as a response) or ``served`` (the cache's), and the :class:`CallInfo`."""
 
-    __slots__ = ("info", "received", "served")
+    __slots__ = ("info", "received", "revalidate", "served")
 
     def __init__(
-        self, info: CallInfo, received: Received | None = None, served: Served | None = None
+        self,
+        info: CallInfo,
+        received: Received | None = None,
+        served: Served | None = None,
+        revalidate: Any = None,
     ) -> None:
         self.info = info
         self.received = received
         self.served = served
+        # A stale answer under stale-while-revalidate (RFC 5861 section 3): the cache lookup
+        # the driver must revalidate in the background (``Engine.call(..., revalidate=)``).
+        self.revalidate = revalidate

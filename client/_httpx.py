@@ -39,9 +39,11 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
+import logging
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import anyio
@@ -63,6 +65,7 @@ from ._exceptions import (
     public,
 )
 from ._http import Final, Headers, Received, Request, Send, Sleep, host_key
+from ._httpcache import Lookup
 from ._limiter import TokenBucket
 from ._metrics import Metrics
 from ._policies import Policies
@@ -72,6 +75,9 @@ __all__ = ["AsyncResilientTransport", "ResilientTransport", "map_httpx_error"]
 
 #: A body up to this many bytes is read inside the transport, so a body that breaks is retried
 #: like any failed attempt; a longer one streams to the caller (the transports' ``buffer_bytes``).
+logger = logging.getLogger("client")
+# Threads a sync transport keeps for background revalidations (stale-while-revalidate).
+BACKGROUND_WORKERS = 2
 BUFFER_BYTES = 64 * 1024
 
 #: The monotonic instant the current attempt must have its body by (``None``: no deadline).
@@ -393,9 +399,20 @@ class _Base:
             return None
         return limiters.get(host_key(action.request.url))
 
-    def _flow(self, request: httpx.Request) -> tuple[Request, Flow]:
+    def _flow(self, request: httpx.Request, revalidate: Lookup | None = None) -> tuple[Request, Flow]:
         neutral = _request_of(request)
-        return neutral, self.engine.call(neutral, timeout=_caller_timeout(request, self.policies))
+        flow = self.engine.call(
+            neutral, timeout=_caller_timeout(request, self.policies), revalidate=revalidate
+        )
+        return neutral, flow
+
+
+def _background_request(request: httpx.Request) -> httpx.Request:
+    """The request a background revalidation sends: the caller's, before anything was sent
+    (a stale answer is served before auth or validators touch it), with its own headers."""
+    return httpx.Request(
+        request.method, request.url, headers=request.headers.copy(), extensions=dict(request.extensions)
+    )
 
 
 def _sync_url(request: httpx.Request, neutral: Request, sent_url: str) -> None:
@@ -581,9 +598,15 @@ class ResilientTransport(_Base, httpx.BaseTransport):
             transport = httpx.HTTPTransport(**kwargs)
         self.inner = transport
         self._clipped = _wrap_backend(transport, _Backend)
+        # Background revalidations (stale-while-revalidate): a small pool the transport owns.
+        self._runner = ThreadPoolExecutor(max_workers=BACKGROUND_WORKERS, thread_name_prefix="swr")
+        self.engine.background = True
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        neutral, flow = self._flow(request)
+        return self._handle(request, None)
+
+    def _handle(self, request: httpx.Request, revalidate: Lookup | None) -> httpx.Response:
+        neutral, flow = self._flow(request, revalidate)
         sent_url = neutral.url
         engine = self.engine
 
@@ -623,7 +646,26 @@ class ResilientTransport(_Base, httpx.BaseTransport):
         except ApiError as exc:
             public(exc)
             raise
+        if final.revalidate is not None:
+            self._background(_background_request(request), final.revalidate)
         return _response(final, request)
+
+    def _background(self, request: httpx.Request, lk: Lookup) -> None:
+        """Revalidate a stale entry off the caller's path (stale-while-revalidate)."""
+
+        def revalidate() -> None:
+            try:
+                self._handle(request, lk).close()
+            except Exception as exc:  # the stale entry stays and ages out; no caller to tell
+                _close(getattr(exc, "response", None))
+                logger.debug("background revalidation of %s failed: %s", redact_url(str(request.url)), exc)
+
+        try:
+            self._runner.submit(revalidate)
+        except RuntimeError:  # closed: nobody will revalidate, so a later lookup may
+            cache = self.engine.cache
+            assert cache is not None
+            cache.on_error(lk)
 
     def _take(self, response: httpx.Response, headers: _Lowered, action: Send) -> bytes | None:
         """The body, read here when the engine needs it or it is short; ``None``: the caller
@@ -669,6 +711,8 @@ class ResilientTransport(_Base, httpx.BaseTransport):
         return response._content
 
     def close(self) -> None:
+        """Stop background revalidations (waiting for one in flight), then close the pool."""
+        self._runner.shutdown(wait=True, cancel_futures=True)
         self.inner.close()
 
 
@@ -781,6 +825,9 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
         # arrival order, and the pool never holds more requests than it has connections.
         self._slot_count = _connection_limit(transport)
         self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+        # Background revalidations (stale-while-revalidate), cancelled by aclose().
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.engine.background = True
 
     def _slots_here(self) -> asyncio.Semaphore | None:
         """The connection slots of the running event loop (a semaphore belongs to one loop)."""
@@ -793,9 +840,12 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
         return slots[1]
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self._handle(request, None)
+
+    async def _handle(self, request: httpx.Request, revalidate: Lookup | None) -> httpx.Response:
         if not isinstance(request.stream, httpx.ByteStream):
             await request.aread()
-        neutral, flow = self._flow(request)
+        neutral, flow = self._flow(request, revalidate)
         sent_url = neutral.url
         engine = self.engine
 
@@ -847,7 +897,33 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
         except ApiError as exc:
             public(exc)
             raise
+        if final.revalidate is not None:
+            self._background(_background_request(request), final.revalidate)
         return _response(final, request)
+
+    def _background(self, request: httpx.Request, lk: Lookup) -> None:
+        """Revalidate a stale entry in a task the transport owns (stale-while-revalidate)."""
+
+        async def revalidate() -> None:
+            try:
+                response = await self._handle(request, lk)
+                await response.aclose()
+            except Exception as exc:  # the stale entry stays and ages out; no caller to tell
+                native = getattr(exc, "response", None)
+                if isinstance(native, httpx.Response):
+                    await native.aclose()
+                logger.debug("background revalidation of %s failed: %s", redact_url(str(request.url)), exc)
+
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not asyncio (trio): no task to own; a later lookup may revalidate
+            cache = self.engine.cache
+            assert cache is not None
+            cache.on_error(lk)
+            return
+        task = loop.create_task(revalidate())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _take(
         self, response: httpx.Response, headers: _Lowered, action: Send, slots: asyncio.Semaphore | None
@@ -896,4 +972,10 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
         return response._content
 
     async def aclose(self) -> None:
+        """Cancel background revalidations (their entries stay stale), then close the pool."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
         await self.inner.aclose()

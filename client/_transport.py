@@ -14,8 +14,10 @@ min(read timeout, time left), so a body that trickles in cannot hold a call past
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import Iterator, Mapping, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -31,6 +33,7 @@ from ._exceptions import map_exception, public
 from ._http import CallInfo, Final, Received, Request, Send, Served, Sleep, host_key
 from ._metrics import Metrics
 from ._policies import Policies
+from ._redaction import redact_url
 
 __all__ = [
     "CachedResponse",
@@ -46,6 +49,10 @@ _LOWER_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, OSErro
 _CHUNK = 64 * 1024
 _ZERO = timedelta(0)
 _MEMO_LIMIT = 4096
+# Threads a session keeps for background revalidations (stale-while-revalidate).
+BACKGROUND_WORKERS = 2
+
+logger = logging.getLogger("client")
 
 
 class CachedResponse(requests.Response):
@@ -328,6 +335,7 @@ class _Driver:
         stream: bool,
         lookup: Any = None,
         cache_auth: Any = None,
+        revalidate: Any = None,
     ) -> requests.Response:
         engine = self.engine
         request = _request_of(prep)
@@ -363,14 +371,48 @@ class _Driver:
             return Received(response.status_code, _fast(response.headers), body, response)
 
         flow = engine.call(
-            request, auth=auth, timeout=_timeout(timeout), lookup=lookup, cache_auth=cache_auth
+            request,
+            auth=auth,
+            timeout=_timeout(timeout),
+            lookup=lookup,
+            cache_auth=cache_auth,
+            revalidate=revalidate,
         )
         try:
             final = drive(flow, send, self._sleep, _close)
         except ApiError as exc:
             public(exc)
             raise
+        if final.revalidate is not None:
+            # Served from the cache before anything touched ``prep``: the background request
+            # sends a copy of it.
+            self._background(prep.copy(), send_native, auth, timeout, final.revalidate)
         return self._response(final, prep)
+
+    def _background(
+        self, prep: requests.PreparedRequest, send_native: Any, auth: Auth | None, timeout: Any, lk: Any
+    ) -> None:
+        """Revalidate a stale entry off the caller's path (stale-while-revalidate)."""
+        runner = getattr(self, "_runner", None)
+        cache = self.engine.cache
+        assert cache is not None
+
+        def revalidate() -> None:
+            try:
+                response = self._run(
+                    prep, send_native, auth=auth, timeout=timeout, stream=False, revalidate=lk
+                )
+                response.close()
+            except Exception as exc:  # the stale entry stays and ages out; no caller to tell
+                _close(getattr(exc, "response", None))
+                logger.debug("background revalidation of %s failed: %s", redact_url(prep.url or ""), exc)
+
+        try:
+            if runner is None:
+                raise RuntimeError("no background executor")
+            runner.submit(revalidate)
+        except RuntimeError:  # closed: nobody will revalidate, so a later lookup may
+            cache.on_error(lk)
 
     def _send_token(self, action: Send, send_native: Any) -> Received:
         wanted = action.request
@@ -532,6 +574,17 @@ class ResilientSession(_Driver, requests.Session):
         )
         self.mount("http://", adapter)
         self.mount("https://", adapter)
+        # Background revalidations (stale-while-revalidate): a small pool the session owns.
+        # At most one runs per cache entry (the cache's rule), so the queue stays short.
+        self._runner = ThreadPoolExecutor(max_workers=BACKGROUND_WORKERS, thread_name_prefix="swr")
+        self.engine.background = True
+
+    def close(self) -> None:
+        """Stop background revalidations (waiting for one in flight), then close the pools."""
+        runner = getattr(self, "_runner", None)  # absent on an unpickled session
+        if runner is not None:
+            runner.shutdown(wait=True, cancel_futures=True)
+        requests.Session.close(self)
 
     @property
     def pipeline(self) -> Engine:
@@ -595,7 +648,13 @@ class ResilientSession(_Driver, requests.Session):
                         view.pairs(),
                         credential=engine.credential(call_auth or auth, view),
                     )
-                    final = engine.served_hit(lookup, view.get("X-Request-ID"))
+                    # A stale answer to revalidate takes the full path below (it needs a
+                    # prepared request to send in the background); the lookup is reused.
+                    final = (
+                        None
+                        if lookup.background and engine.background
+                        else engine.served_hit(lookup, view.get("X-Request-ID"))
+                    )
                     if final is not None and final.served is not None:
                         response = _native(final.served, None, prepared_url)
                         response.__dict__["resilience"] = final.info

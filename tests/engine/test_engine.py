@@ -389,3 +389,92 @@ def test_a_streamed_body_that_breaks_counts_against_a_closed_breaker() -> None:
     assert snapshot.errors == {"DeadlineExceeded": 1, "ConnectionFailed": 1}
     assert e.breakers is not None
     assert e.breakers.get(host_key(URL)).state.name == "OPEN"
+
+
+# -- stale-while-revalidate (RFC 5861 section 3) ---------------------------------------------------
+def swr_engine(clock: FakeClock, *, background: bool = True, **policies: Any) -> Engine:
+    eng = engine(clock, cache=CachePolicy(), **policies)
+    eng.background = background  # what a driver with an executor or tasks sets
+    first = Driver(clock, ok(body=b"old", Cache_Control="max-age=10, stale-while-revalidate=30", ETag='"v1"'))
+    assert first.run(eng.call(request())).info.cache == "miss"
+    return eng
+
+
+def test_within_the_window_stale_is_served_at_once_and_one_revalidation_is_scheduled() -> None:
+    clock = FakeClock()
+    eng = swr_engine(clock)
+    clock.advance(15)  # stale by 5 s, within the 30 s window
+    driver = Driver(clock, ok(body=b"new"))
+    stale = driver.run(eng.call(request()))
+    assert driver.sends == []  # nothing sent on the caller's path
+    assert stale.served is not None and stale.served.body == b"old" and stale.info.cache == "stale"
+    assert stale.revalidate is not None
+    # A second caller while that revalidation is pending: stale too, and no second one.
+    again = driver.run(eng.call(request()))
+    assert driver.sends == [] and again.served is not None and again.served.body == b"old"
+    assert again.revalidate is None
+    calls = eng.metrics.snapshot().attempts
+    # The background revalidation: conditional, one attempt, stored, not counted as a call.
+    bg = Driver(clock, ok(body=b"new", Cache_Control="max-age=10", ETag='"v2"'))
+    bg.run(eng.call(request(), revalidate=stale.revalidate))
+    assert len(bg.sends) == 1 and bg.headers[0]["If-None-Match"] == '"v1"'
+    assert eng.metrics.snapshot().attempts == calls
+    fresh = Driver(clock, ok()).run(eng.call(request()))
+    assert fresh.info.cache == "hit" and fresh.served is not None and fresh.served.body == b"new"
+
+
+def test_a_304_in_the_background_refreshes_the_stored_response() -> None:
+    clock = FakeClock()
+    eng = swr_engine(clock)
+    clock.advance(15)
+    stale = Driver(clock, ok()).run(eng.call(request()))
+    Driver(clock, ok(304, b"", Cache_Control="max-age=10")).run(
+        eng.call(request(), revalidate=stale.revalidate)
+    )
+    hit = Driver(clock, ok(body=b"unused")).run(eng.call(request()))
+    assert hit.info.cache == "hit" and hit.served is not None and hit.served.body == b"old"
+
+
+def test_a_failed_background_revalidation_is_one_attempt_and_leaves_the_stale_entry() -> None:
+    clock = FakeClock()
+    eng = swr_engine(clock)
+    clock.advance(15)
+    stale = Driver(clock, ok()).run(eng.call(request()))
+    bg = Driver(clock, ConnectionFailed("refused"))
+    with pytest.raises(ConnectionFailed):
+        bg.run(eng.call(request(), revalidate=stale.revalidate))
+    assert len(bg.sends) == 1 and bg.sleeps == []  # never retried
+    # Still stale within the window, and the next caller schedules a new revalidation.
+    nxt = Driver(clock, ok()).run(eng.call(request()))
+    assert nxt.info.cache == "stale" and nxt.revalidate is not None
+    # Cancelled (the driver closes the flow): the entry is released just the same.
+    flow = eng.call(request(), revalidate=nxt.revalidate)
+    assert isinstance(next(flow), Send)
+    flow.close()
+    assert Driver(clock, ok()).run(eng.call(request())).revalidate is not None
+
+
+def test_past_the_window_or_without_background_work_the_revalidation_is_in_the_foreground() -> None:
+    clock = FakeClock()
+    eng = swr_engine(clock)
+    clock.advance(45)  # stale by 35 s: past the window
+    driver = Driver(clock, ok(body=b"new", Cache_Control="max-age=10"))
+    final = driver.run(eng.call(request()))
+    assert len(driver.sends) == 1 and final.revalidate is None and final.info.cache == "miss"
+    clock2 = FakeClock()
+    plain = swr_engine(clock2, background=False)
+    clock2.advance(15)
+    d2 = Driver(clock2, ok(304, b""))
+    final2 = d2.run(plain.call(request()))
+    assert len(d2.sends) == 1 and final2.revalidate is None and final2.info.cache == "revalidated"
+
+
+def test_a_stale_answer_counts_as_a_call_served_stale_not_as_a_hit() -> None:
+    clock = FakeClock()
+    eng = swr_engine(clock)
+    before = eng.metrics.snapshot()
+    clock.advance(15)
+    Driver(clock, ok()).run(eng.call(request()))
+    after = eng.metrics.snapshot()
+    assert after.requests == before.requests + 1 and after.cache_stale_served == 1
+    assert after.cache_hits == before.cache_hits and after.attempts == before.attempts
