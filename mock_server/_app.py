@@ -13,13 +13,13 @@ from ._cors import Cors, parse_origins
 from ._faults import FaultLayer, RuleSet, load_rules, preset
 
 
-def start_rules(config: ServerConfig) -> RuleSet:
-    """The rules a fake starts with: the fault file's, then the preset's."""
+def start_rules(*, faults: str | None, preset_name: str | None) -> RuleSet:
+    """The rules a fake (or a proxy, or a replay) starts with: the fault file's, then the preset's."""
     rules = RuleSet()
-    if config.faults:
-        rules = rules + load_rules(config.faults)
-    if config.preset:
-        rules = rules + preset(config.preset)
+    if faults:
+        rules = rules + load_rules(faults)
+    if preset_name:
+        rules = rules + preset(preset_name)
     return rules
 
 
@@ -38,7 +38,7 @@ def build(
     api = Api(config, clock=clock, wall=wall)
     layer = FaultLayer(
         api.app(),
-        rules=start_rules(config),
+        rules=start_rules(faults=config.faults, preset_name=config.preset),
         seed=config.seed,
         allow_fault_header=config.allow_fault_header,
         admin_token=config.admin_token,
@@ -54,7 +54,7 @@ def build(
         clock=clock,
         wall=wall,
         # With --state (or --workers), rules, counters, journal and metrics live in Redis too.
-        redis=getattr(config, "state", None) or None,
+        redis=config.state,
         # Shared buckets are refilled once, by the process that got the reset, before it answers.
         on_reset_shared=api.reset_shared_limits,
     )

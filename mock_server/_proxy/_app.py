@@ -14,8 +14,9 @@ from typing import Any, Literal
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .._app import start_rules
 from .._config import ServerConfig
-from .._faults import FaultLayer, RuleSet, load_rules, preset
+from .._faults import FaultLayer
 from .._ids import new_request_id
 from .._server import BackgroundServer, _uvicorn
 from .._tenants import RateLimit
@@ -82,19 +83,10 @@ class ReplayConfig(FrontConfig):
     match: Literal["exact", "path"] = "path"
 
 
-def _rules(config: FrontConfig) -> RuleSet:
-    rules = RuleSet()
-    if config.faults:
-        rules = rules + load_rules(config.faults)
-    if config.preset:
-        rules = rules + preset(config.preset)
-    return rules
-
-
 def _layer(app: ASGIApp, config: FrontConfig, limiter: CredentialLimit | None) -> FaultLayer:
     return FaultLayer(
         app,
-        rules=_rules(config),
+        rules=start_rules(faults=config.faults, preset_name=config.preset),
         seed=config.seed,
         allow_fault_header=config.allow_fault_header,
         admin_token=config.admin_token,
