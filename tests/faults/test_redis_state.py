@@ -512,8 +512,18 @@ def test_concurrent_requests_through_two_processes_fire_as_often_as_in_one(url: 
 
 
 def test_a_window_is_timed_from_when_the_rule_was_added_whichever_process_counts(url: str) -> None:
+    # One fake time for every process (their monotonic clock and their wall clock move together).
+    now = [1_000.0]
+
+    def clock() -> float:
+        return now[0]
+
+    def wall() -> float:
+        return 1.7e9 + now[0]
+
     async def go() -> None:
-        async with Cluster(url, 2) as (a, b):
+        cluster = Cluster(url, 1, clock=clock, wall=wall)
+        async with cluster as (a,):
             rule = {
                 "id": "later",
                 "window": {"start_s": 0.15, "duration_s": 30},
@@ -521,9 +531,15 @@ def test_a_window_is_timed_from_when_the_rule_was_added_whichever_process_counts
             }
             assert (await admin(a, "POST", "/__admin/faults", rule))[0] == 201
             assert (await call(a, "GET", "/w"))[0] == 200
-            await asyncio.sleep(0.2)
-            # b learns of the rule only now, and times its window from when a added it.
-            assert [(await call(x, "GET", "/w"))[0] for x in (b, a)] == [503, 503]
+            now[0] += 0.2
+            # A process that starts only now learns of the rule now, and times its window from
+            # when a added it: already open.
+            b = cluster.layer()
+            await b.state.start()
+            try:
+                assert [(await call(x, "GET", "/w"))[0] for x in (b, a)] == [503, 503]
+            finally:
+                await b.state.close()
 
     run(go)
 
