@@ -377,6 +377,13 @@ def _response(final: Final, request: httpx.Request) -> httpx.Response:
 class _Base:
     """What both transports share: the engine and the request conversion."""
 
+    def _limits(self) -> httpx.Limits:
+        """The pool the policies ask for, for the transport made when none is given."""
+        return httpx.Limits(
+            max_connections=self.policies.pool_connections * self.policies.pool_maxsize,
+            max_keepalive_connections=self.policies.pool_maxsize,
+        )
+
     def _setup(
         self, policies: Policies | None, auth: Auth | None, metrics: Metrics | None, buffer_bytes: int
     ) -> None:
@@ -588,13 +595,7 @@ class ResilientTransport(_Base, httpx.BaseTransport):
     ) -> None:
         self._setup(policies, auth, metrics, buffer_bytes)
         if transport is None:
-            kwargs.setdefault(
-                "limits",
-                httpx.Limits(
-                    max_connections=self.policies.pool_connections * self.policies.pool_maxsize,
-                    max_keepalive_connections=self.policies.pool_maxsize,
-                ),
-            )
+            kwargs.setdefault("limits", self._limits())
             transport = httpx.HTTPTransport(**kwargs)
         self.inner = transport
         self._clipped = _wrap_backend(transport, _Backend)
@@ -809,13 +810,7 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
     ) -> None:
         self._setup(policies, auth, metrics, buffer_bytes)
         if transport is None:
-            kwargs.setdefault(
-                "limits",
-                httpx.Limits(
-                    max_connections=self.policies.pool_connections * self.policies.pool_maxsize,
-                    max_keepalive_connections=self.policies.pool_maxsize,
-                ),
-            )
+            kwargs.setdefault("limits", self._limits())
             transport = httpx.AsyncHTTPTransport(**kwargs)
         self.inner = transport
         self._clipped = _wrap_backend(transport, _AsyncBackend)
