@@ -30,7 +30,7 @@ from . import _after, _inject
 from ._admin import build_admin
 from ._engine import Decision, Engine
 from ._errors import FaultConfigError
-from ._injectors import Injectors, note_headers
+from ._injectors import Injectors
 from ._journal import FIELD_CHARS, Entry, Journal, redact_query
 from ._metrics import Metrics
 from ._model import RuleSet
@@ -323,9 +323,6 @@ class FaultLayer:
             return message
 
         return lifespan_receive
-
-    def _note_headers(self, entry: Entry, headers: Any) -> None:
-        note_headers(entry, headers, self.wall)
 
     def _finish(self, entry: Entry, scope: Scope) -> None:
         answered = entry.answered_mono
