@@ -201,6 +201,8 @@ def test_the_fixture_starts_workers_on_a_private_redis_server(mock_server: Any) 
     a, b = conns_on_distinct_workers(mock_server.url, mock_server.pids, 2)
     assert a("POST", "/profiles", {"tenant": "demo", "profile_name": "f", "hrv_vector": [0.5] * 8})[0] == 201
     assert b("GET", "/profiles/demo/f")[0] == 200
+    # Another worker's journal records reach this one in batches (within 50 ms): wait, then count.
+    assert mock_server.admin.wait(1, timeout_s=2, path="/profiles/demo/f")
     assert mock_server.admin.count(path="/profiles/demo/f") == 1
     a.close()
     b.close()
