@@ -236,7 +236,10 @@ class Api:
 
     def _shared_endpoint(self, name: str, handler: Handler, *, auth: bool, body: bool) -> Route_:
         """The pipeline with a shared state: the token is a ticket taken with the first state
-        operation (or after the handler, if it made none); errors after that keep its headers."""
+        operation (or after the handler, if it made none); errors after that keep its headers.
+        The request's fault arrival, when a rule may match it, goes in that same round trip
+        (see :mod:`mock_server._prelude`); a fault that fires there unwinds the handler
+        (``Preempted``), its ``finally`` included, without taking the token."""
         state = self.state
 
         async def endpoint(request: Request) -> Response:
@@ -257,6 +260,8 @@ class Api:
                     try:
                         principal = self.auth.authenticate(headers, request.method, request.scope, raw)
                     except WrongCredential:
+                        # A fault that fires on arrival answers instead: not a failed login then.
+                        await state.settle()
                         self.auth_failures.failed(host)
                         raise
                     signature = headers.get("x-signature")
@@ -288,6 +293,9 @@ class Api:
                 raw_headers.append((b"x-request-id", rid.encode("latin-1")))
                 if ticket is not None and ticket.verdict is not None:
                     raw_headers.extend(ticket.verdict.raw)
+            # A request that made no state operation has its fault arrival counted now (one
+            # round trip); one a fault preempts is neither answered nor recorded here.
+            await state.settle()
             if principal is not None:
                 state.record(principal.tenant.name, name, response.status_code, started, self.clock() - t0)
             return response

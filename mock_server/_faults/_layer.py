@@ -24,6 +24,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._ids import new_request_id
+from .._prelude import CURRENT, Preempted, Prelude
 from .._ratelimit import FailureLimiter
 from .._untrusted import bounded, bounded_or_none, session_id
 from . import _after, _inject
@@ -113,6 +114,10 @@ class FaultLayer:
 
     ``docs`` serves ``/docs`` (Swagger UI) from the layer; a proxy passes False, so an
     upstream's own ``/docs`` passes through like any other path.
+
+    ``defer_arrival`` (with a shared state) says that ``app`` carries a request's fault arrival in
+    its first round trip to the same store (see :mod:`mock_server._prelude`): the fake's API does;
+    a proxy's upstream cannot, since it acts before anything could be counted.
     """
 
     def __init__(
@@ -138,6 +143,7 @@ class FaultLayer:
         redis_prefix: str = "mock:f:",
         on_reset_shared: Callable[[str | None], Awaitable[None]] | None = None,
         docs: bool = True,
+        defer_arrival: bool = False,
     ) -> None:
         self.app = app
         if state is None and redis is not None:
@@ -169,6 +175,7 @@ class FaultLayer:
             )
         self.state = state
         self._shared = state if state.shared else None
+        self._defer = defer_arrival
         # The request path reads these on every request: plain attributes, not properties.
         self.engine: Engine = state.engine
         self.journal: Journal = state.journal
@@ -249,6 +256,11 @@ class FaultLayer:
         decision: Decision | None = None
         header_fault = headers.get("x-mock-fault") if self.allow_fault_header else None
         shared = self._shared
+        if shared is not None and self._defer and header_fault is None:
+            await self._serve_deferred(
+                scope, receive, send, shared, rid, client_given, session, tenant, started, arrived_at, headers
+            )
+            return
         if shared is not None:
             # Counted in the shared store: one round trip (see _redis_state).
             try:
@@ -274,24 +286,8 @@ class FaultLayer:
                 decision = self.engine.decide(method, path, tenant, session, _LazyHeaders(scope))
             seq = self.journal.next_seq()
 
-        query = scope.get("query_string", b"")
-        entry = Entry(
-            seq=seq,
-            request_id=rid,
-            client_request_id=client_given,
-            method=bounded(method, FIELD_CHARS["method"]),
-            path=bounded(path, FIELD_CHARS["path"]),
-            query=bounded(redact_query(query.decode("latin-1")), FIELD_CHARS["query"]) if query else "",
-            tenant=tenant,
-            session=session,
-            idempotency_key=bounded_or_none(headers.get("idempotency-key"), FIELD_CHARS["idempotency_key"]),
-            arrived_at=arrived_at,
-            arrived_mono=started,
-            fault=None if decision is None else (decision.fault.type if decision.fault else "latency"),
-            rule=None if decision is None else decision.rule,
-            rules=() if decision is None else decision.rules,
-            injected_delay_s=0.0 if decision is None else decision.delay_s,
-        )
+        entry = _entry(scope, seq, rid, client_given, tenant, session, headers, arrived_at, started)
+        _note_decision(entry, decision)
         self.journal.record(entry)
         if method in _BODY_METHODS:
             receive = _digesting(receive, entry)
@@ -305,6 +301,73 @@ class FaultLayer:
             else:
                 # In the order the deciding rules' ``when`` says (``_after.py``).
                 await _after.inject(self.injectors, self.engine.get, decision, entry, scope, receive, send)
+        finally:
+            fault_state.in_flight -= 1
+            self._finish(entry, scope)
+
+    async def _serve_deferred(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        shared: Any,
+        rid: str,
+        client_given: bool,
+        session: str | None,
+        tenant: str | None,
+        started: float,
+        arrived_at: float,
+        headers: dict[str, str],
+    ) -> None:
+        """The request path when the app carries the arrival (``defer_arrival``, see
+        :mod:`mock_server._prelude`): a request a rule may match is counted in the API's first
+        round trip, and journaled once it has been."""
+        method: str = scope["method"]
+        entry: Entry | None = None
+
+        def decided(decision: Decision | None) -> None:
+            assert entry is not None
+            _note_decision(entry, decision)
+            self.journal.record(entry)
+
+        try:
+            prelude, seq = await shared.defer(
+                method, scope["path"], tenant, session, _LazyHeaders(scope), decided
+            )
+        except StateUnavailable as exc:
+            await _inject.send_response(send, *_inject.unavailable(str(exc), rid))
+            return
+        entry = _entry(scope, seq, rid, client_given, tenant, session, headers, arrived_at, started)
+        if method in _BODY_METHODS:
+            receive = _digesting(receive, entry)
+        fault_state = self.state
+        fault_state.in_flight += 1
+        try:
+            if prelude is None:
+                self.journal.record(entry)
+                await self.app(scope, receive, self.injectors.observing(entry, send))
+                return
+            replay = _Replay(receive)
+            token = CURRENT.set(prelude)
+            try:
+                await self.app(
+                    scope, replay.receive, _settling(prelude, self.injectors.observing(entry, send))
+                )
+            except Preempted as exc:
+                # Nothing of the API's operation happened: the decision is carried out as if it had
+                # been made before the app ran (which, for a delay, runs it again afterwards).
+                CURRENT.set(None)
+                await _after.inject(
+                    self.injectors, self.engine.get, exc.decision, entry, scope, replay.again(), send
+                )
+            finally:
+                CURRENT.reset(token)
+                # A request that ended before anything counted it (its client left mid-body, say)
+                # is counted still: the schedule must not depend on how requests end.
+                try:
+                    await prelude.wait()
+                except (Preempted, Exception):
+                    pass
         finally:
             fault_state.in_flight -= 1
             self._finish(entry, scope)
@@ -391,6 +454,85 @@ class FaultLayer:
             message = "the admin API answers loopback clients only (start the server with --admin-token)"
             return 403, message, []
         return None
+
+
+def _entry(
+    scope: Scope,
+    seq: int,
+    rid: str,
+    client_given: bool,
+    tenant: str | None,
+    session: str | None,
+    headers: dict[str, str],
+    arrived_at: float,
+    started: float,
+) -> Entry:
+    query = scope.get("query_string", b"")
+    return Entry(
+        seq=seq,
+        request_id=rid,
+        client_request_id=client_given,
+        method=bounded(scope["method"], FIELD_CHARS["method"]),
+        path=bounded(scope["path"], FIELD_CHARS["path"]),
+        query=bounded(redact_query(query.decode("latin-1")), FIELD_CHARS["query"]) if query else "",
+        tenant=tenant,
+        session=session,
+        idempotency_key=bounded_or_none(headers.get("idempotency-key"), FIELD_CHARS["idempotency_key"]),
+        arrived_at=arrived_at,
+        arrived_mono=started,
+        fault=None,
+        rule=None,
+        rules=(),
+        injected_delay_s=0.0,
+    )
+
+
+def _note_decision(entry: Entry, decision: Decision | None) -> None:
+    if decision is not None:
+        entry.fault = decision.fault.type if decision.fault else "latency"
+        entry.rule = decision.rule
+        entry.rules = decision.rules
+        entry.injected_delay_s = decision.delay_s
+
+
+def _settling(prelude: Prelude, send: Send) -> Send:
+    """``send``, settling the request's arrival before its answer starts (an app that made no
+    round trip to the shared state answers only once the arrival has been counted)."""
+
+    async def settling(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            await prelude.wait()
+        await send(message)
+
+    return settling
+
+
+class _Replay:
+    """``receive`` for an app that may have to run again: what it read is kept (the API reads
+    at most its body limit) and read again first by :meth:`again`."""
+
+    __slots__ = ("_receive", "_read")
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._read: list[Message] = []
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self._read.append(message)
+        return message
+
+    def again(self) -> Receive:
+        read = iter(self._read)
+        inner = self._receive
+
+        async def receive() -> Message:
+            for message in read:
+                return message
+            return await inner()
+
+        return receive
 
 
 def _digesting(receive: Receive, entry: Entry) -> Receive:

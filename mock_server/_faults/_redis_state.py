@@ -64,6 +64,7 @@ from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
 from .._errors import ApiError
+from .._prelude import Preempted, Prelude
 from .._untrusted import session_id
 from ._engine import HEADER_RULE, Decision, HeaderSource
 from ._errors import FaultConfigError
@@ -299,6 +300,158 @@ class _Outcomes:
                 for n in range(first, first + missing)
             )
         return self.bits[:width]
+
+
+_AGAIN = object()
+
+
+class _Attempt:
+    """One try at counting an arriving request: the arrival script's arguments, built from
+    this process's copy of the rules. Building it reserves probability outcomes for the request
+    (see :class:`_Outcomes`); :meth:`landed` gives them back once the reply is in."""
+
+    __slots__ = (
+        "state",
+        "request",
+        "number",
+        "sess",
+        "args",
+        "candidates",
+        "flying",
+        "header_fault",
+        "session",
+    )
+
+    def __init__(
+        self,
+        state: RedisFaultState,
+        method: str,
+        path: str,
+        tenant: str | None,
+        session: str | None,
+        headers: HeaderSource,
+        header_fault: Fault | None,
+        number: int = 0,
+    ) -> None:
+        if number >= _MAX_ATTEMPTS:
+            raise StateUnavailable(
+                state.where, "kept moving the fault counters under this process; retry shortly"
+            )
+        self.state = state
+        self.request = (method, path, tenant, session, headers)
+        self.header_fault = header_fault
+        self.session = session
+        self.number = number
+        self.sess = sess = _tag(session)
+        args: list[str | int | float] = [
+            state._version,
+            state._epoch,
+            sess,
+            int(state.wall() * 1000),
+            max(1, int(state.session_ttl * 1000)),
+            state.max_sessions,
+        ]
+        candidates: list[tuple[Rule, str]] = []
+        flying: list[_Outcomes] = []
+        if header_fault is not None:
+            args += ["h", 0]
+        else:
+            gens = state._gens
+            for rule in state.engine.matching(method, path, tenant, session, headers):
+                candidates.append((rule, f"{rule.id}#{gens.get(rule.id, 0)}"))
+            args += ["r", len(candidates)]
+            for rule, key in candidates:
+                args += [key, rule.after, rule.every_nth or 0, -1 if rule.times is None else rule.times]
+                args.append(_plan(rule))
+                if rule.probability < 1.0:
+                    outcomes = state._outcomes_of(key, sess)
+                    # Requests of this process on their way for the same counter may take the
+                    # next values first: the window reaches past them.
+                    width = (_WINDOW + outcomes.flying) << number
+                    args += [outcomes.seen, outcomes.window(state.seed, rule, session, width)]
+                    outcomes.flying += 1
+                    flying.append(outcomes)
+                else:
+                    args += [-1, ""]
+        self.args = args
+        self.candidates = candidates
+        self.flying = flying
+
+    def landed(self) -> None:
+        for outcomes in self.flying:
+            outcomes.flying -= 1
+        self.flying = []
+
+    def next(self) -> _Attempt:
+        method, path, tenant, session, headers = self.request
+        return _Attempt(
+            self.state, method, path, tenant, session, headers, self.header_fault, self.number + 1
+        )
+
+
+class _Arrival(Prelude):
+    """A request's arrival, carried by the API's first round trip (see :mod:`mock_server._prelude`)."""
+
+    __slots__ = ("_attempt", "_decided", "_sent", "_done", "_decision")
+
+    script = _ARRIVE
+
+    def __init__(self, attempt: _Attempt, decided: Callable[[Decision | None], None]) -> None:
+        self._attempt = attempt
+        self._decided = decided
+        self._sent = False
+        self._done: asyncio.Future[None] | None = None
+        self._decision: Decision | None = None
+
+    def take(self) -> list[str | int | float] | None:
+        if self._sent:
+            return None
+        self._sent = True
+        return [self._attempt.state.prefix, *self._attempt.args]
+
+    async def settle(self, reply: Any) -> bool:
+        attempt = self._attempt
+        attempt.landed()
+        state = attempt.state
+        try:
+            decided = await state._conclude(attempt, reply)
+            ran = decided is None
+            if decided is _AGAIN:
+                decided, ran = await state._count(attempt.next()), False
+        except StateUnavailable:
+            decided, ran = None, False
+        self._finish(decided)  # type: ignore[arg-type]
+        return ran
+
+    def lost(self) -> None:
+        self._attempt.landed()
+        self._finish(None)
+
+    async def wait(self) -> None:
+        if not self._sent:
+            self._sent = True
+            try:
+                decided = await self._attempt.state._count(self._attempt)
+            except StateUnavailable:
+                decided = None
+            self._finish(decided)
+            return
+        if self._done is None:
+            self._done = asyncio.get_running_loop().create_future()
+        if not self._done.done():
+            await asyncio.shield(self._done)
+        if self._decision is not None:
+            raise Preempted(self._decision)
+
+    def _finish(self, decision: Decision | None) -> None:
+        self._decision = decision
+        if self._done is None:
+            self._done = asyncio.get_running_loop().create_future()
+        if not self._done.done():
+            self._done.set_result(None)
+            self._decided(decision)
+        if decision is not None:
+            raise Preempted(decision)
 
 
 class RedisFaultState(FaultState):
@@ -687,74 +840,74 @@ class RedisFaultState(FaultState):
         """
         if not self._started:
             await self.start()
-        engine = self.engine
         # Numbered as it arrives, whatever the round trip below takes.
         seq = self._local_seq()
         if (
             header_fault is None
             and not self._stale
-            and not engine.matching(method, path, tenant, session, headers)
+            and not self.engine.matching(method, path, tenant, session, headers)
         ):
             # No rule can match it: nothing to count, and this process's rules are the current
             # ones (a change answers only once every process loaded it: _announce). No round trip.
             return None, seq
-        sess = _tag(session)
-        for attempt in range(_MAX_ATTEMPTS):
-            args: list[str | int | float] = [
-                self._version,
-                self._epoch,
-                sess,
-                int(self.wall() * 1000),
-                max(1, int(self.session_ttl * 1000)),
-                self.max_sessions,
-            ]
-            candidates: list[tuple[Rule, str]] = []
-            flying: list[_Outcomes] = []
-            if header_fault is not None:
-                args += ["h", 0]
-            else:
-                gens = self._gens
-                for rule in engine.matching(method, path, tenant, session, headers):
-                    key = f"{rule.id}#{gens.get(rule.id, 0)}"
-                    candidates.append((rule, key))
-                args += ["r", len(candidates)]
-                for rule, key in candidates:
-                    args += [key, rule.after, rule.every_nth or 0, -1 if rule.times is None else rule.times]
-                    args.append(_plan(rule))
-                    if rule.probability < 1.0:
-                        outcomes = self._outcomes_of(key, sess)
-                        # Requests of this process on their way for the same counter may take the
-                        # next values first: the window reaches past them.
-                        width = (_WINDOW + outcomes.flying) << attempt
-                        args += [outcomes.seen, outcomes.window(self.seed, rule, session, width)]
-                        outcomes.flying += 1
-                        flying.append(outcomes)
-                    else:
-                        args += [-1, ""]
+        return await self._count(_Attempt(self, method, path, tenant, session, headers, header_fault)), seq
+
+    async def defer(
+        self,
+        method: str,
+        path: str,
+        tenant: str | None,
+        session: str | None,
+        headers: HeaderSource,
+        decided: Callable[[Decision | None], None],
+    ) -> tuple[Prelude | None, int]:
+        """The request's arrival as a :class:`~mock_server._prelude.Prelude`, for the API's first
+        round trip to carry (see :mod:`mock_server._prelude`), and its journal sequence number.
+        The prelude is None when no rule can match the request (nothing to count, no round
+        trip: ``decided`` is not called). Otherwise ``decided`` gets the decision once it is
+        known, before anything waiting on the prelude resumes."""
+        if not self._started:
+            await self.start()
+        seq = self._local_seq()
+        if not self._stale and not self.engine.matching(method, path, tenant, session, headers):
+            return None, seq
+        return _Arrival(_Attempt(self, method, path, tenant, session, headers, None), decided), seq
+
+    async def _count(self, attempt: _Attempt) -> Decision | None:
+        """Send ``attempt`` (and the next ones it takes) alone; the decision."""
+        while True:
             try:
-                result = await self._arrive_call(args)
+                result = await self._arrive_call(attempt.args)
             finally:
-                for outcomes in flying:
-                    outcomes.flying -= 1
-            tag = result[0]
-            if tag == b"stale":
-                await self._load_rules()
-                continue
-            if tag == b"miss":
-                rule, key = candidates[int(result[1]) - 1]
-                self._outcomes_of(key, sess).seen = int(result[2])
-                continue
-            if self._subscribed:
-                # The version matched just now, and later changes will be announced to this process.
-                self._stale = False
-            if header_fault is not None:
-                n = int(result[2])
-                delay = engine.sample(header_fault, HEADER_RULE, session, n) if header_fault.latency else 0.0
-                return Decision(
-                    header_fault if header_fault.terminal else None, HEADER_RULE, delay, (HEADER_RULE,)
-                ), seq
-            return self._decision(candidates, result[2:], session, sess), seq
-        raise StateUnavailable(self.where, "kept moving the fault counters under this process; retry shortly")
+                attempt.landed()
+            decided = await self._conclude(attempt, result)
+            if decided is not _AGAIN:
+                return decided  # type: ignore[return-value]
+            attempt = attempt.next()
+
+    async def _conclude(self, attempt: _Attempt, result: Any) -> Decision | None | object:
+        """The decision an arrival script's ``result`` gives, or :data:`_AGAIN` when the attempt
+        must be sent again (the rules were stale, or a probability window missed)."""
+        tag = result[0]
+        if tag == b"stale":
+            await self._load_rules()
+            return _AGAIN
+        if tag == b"miss":
+            rule, key = attempt.candidates[int(result[1]) - 1]
+            self._outcomes_of(key, attempt.sess).seen = int(result[2])
+            return _AGAIN
+        if self._subscribed:
+            # The version matched just now, and later changes will be announced to this process.
+            self._stale = False
+        header_fault = attempt.header_fault
+        session = attempt.session
+        if header_fault is not None:
+            n = int(result[2])
+            delay = self.engine.sample(header_fault, HEADER_RULE, session, n) if header_fault.latency else 0.0
+            return Decision(
+                header_fault if header_fault.terminal else None, HEADER_RULE, delay, (HEADER_RULE,)
+            )
+        return self._decision(attempt.candidates, result[2:], session, attempt.sess)
 
     async def _arrive_call(self, args: list[str | int | float]) -> Any:
         """The arrival script's answer for ``args``. Requests arriving in the same turn of the

@@ -75,6 +75,13 @@ class ApiState(ABC):
         """The key every fake on this state signs page cursors with: the first one proposed."""
         return proposed
 
+    async def settle(self) -> None:
+        """Count the request's fault arrival now, if a shared state still carries it (see
+        :mod:`mock_server._prelude`): before an answer that made no state operation, and
+        before anything the request changes in this process. Raises ``Preempted`` when a
+        fault fired. The embedded state never carries one."""
+        return None
+
     async def first_use(self, signature: str, ttl: int) -> bool:
         """Whether no process has seen this request signature within ``ttl`` seconds (a shared
         state remembers it for all of them; the embedded authenticator does on its own)."""

@@ -33,6 +33,7 @@ from redis.retry import Retry
 
 from .._auth import Authenticator
 from .._errors import ApiError
+from .._prelude import CURRENT, Prelude
 from .._ratelimit import RateLimiter, Verdict
 from .._store import IdempotencyRecord, Profile
 from .._traffic import Traffic
@@ -120,15 +121,42 @@ return {1, tokens}
 }
 
 
+# A request's fault arrival and its first operation, in one script (see mock_server._prelude):
+# ARGV is the arrival's argument count, the arrival's arguments, then the operation's. The
+# operation runs only when the arrival counted the request and no rule fired. Replies {arrival's
+# reply, operation's reply or false}.
+_WITH_ARRIVAL = """
+local function arrive(ARGV)
+@ARRIVE@
+end
+local function op(ARGV)
+@OP@
+end
+local n = tonumber(ARGV[1])
+local a, o = {}, {}
+for i = 2, n + 1 do a[i - 1] = ARGV[i] end
+for i = n + 2, #ARGV do o[i - n - 1] = ARGV[i] end
+local r = arrive(a)
+if r[1] ~= 'ok' then return {r, false} end
+for i = 4, #r, 2 do
+  if r[i] == 1 then return {r, false} end
+end
+return {r, op(o)}
+"""
+# A plain command, for carrying an arrival with it.
+_COMMAND = "return redis.call(unpack(ARGV))"
+
+
 class _Script:
     __slots__ = ("sha", "text")
 
-    def __init__(self, op: str) -> None:
-        self.text = _BUCKET + _OPS[op]
-        self.sha = hashlib.sha1(self.text.encode()).hexdigest()
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.sha = hashlib.sha1(text.encode()).hexdigest()
 
 
-_SCRIPTS = {op: _Script(op) for op in _OPS}
+_SCRIPTS = {op: _Script(_BUCKET + text) for op, text in _OPS.items()}
+_CMD = _Script(_COMMAND)
 _NO_TICKET = ("", "", "")
 
 
@@ -208,6 +236,8 @@ class RedisState(ApiState):
         self._flusher: asyncio.Task[None] | None = None
         self._pipe: CommandPipe | None = None
         self._decoded: dict[tuple[str, str, bytes], Profile] = {}
+        # Operations with a fault arrival before them, by operation and arrival script.
+        self._with_arrivals: dict[tuple[str, str], _Script] = {}
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -257,8 +287,9 @@ class RedisState(ApiState):
             await self._redis.aclose()
 
     # -- plumbing ------------------------------------------------------------------------
-    async def _run(self, op: str, ticket: Ticket | None, *args: str | bytes | int | float) -> list[Any]:
-        """Run ``op``'s script, taking the ticket's token first if it is still pending."""
+    async def _run(self, op: str, ticket: Ticket | None, *args: str | bytes | int | float) -> Any:
+        """Run ``op``'s script, taking the ticket's token first if it is still pending (and the
+        request's fault arrival before that, if it has not been counted yet)."""
         pending = ticket is not None and ticket.verdict is None
         if pending:
             assert ticket is not None
@@ -272,16 +303,17 @@ class RedisState(ApiState):
         else:
             head = _NO_TICKET
         script = _SCRIPTS[op]
-        pipe = self._pipe
-        assert pipe is not None, "RedisState.open() was not awaited"
-        try:
+        argv = (*head, *args)
+        prelude = CURRENT.get()
+        result: Any = None
+        done = False
+        if prelude is not None:
+            done, result = await self._with_arrival(prelude, script, argv)
+        if not done:
             try:
-                result: list[Any] = await pipe.call("EVALSHA", script.sha, 0, *head, *args)
-            except NoScriptError:  # Redis restarted, or its script cache was flushed
-                await pipe.call("SCRIPT", "LOAD", script.text)
-                result = await pipe.call("EVALSHA", script.sha, 0, *head, *args)
-        except (RedisError, OSError) as exc:
-            raise state_unavailable(self._where) from exc
+                result = await self._eval(script, argv)
+            except (RedisError, OSError) as exc:
+                raise state_unavailable(self._where) from exc
         if pending:
             assert ticket is not None
             verdict = self.limiter.verdict(result[0] == 1, float(result[1]), ticket.limit)
@@ -290,10 +322,61 @@ class RedisState(ApiState):
                 raise Refused(verdict)
         return result
 
+    async def _eval(self, script: _Script, argv: tuple[Any, ...]) -> Any:
+        pipe = self._pipe
+        assert pipe is not None, "RedisState.open() was not awaited"
+        try:
+            return await pipe.call("EVALSHA", script.sha, 0, *argv)
+        except NoScriptError:  # Redis restarted, or its script cache was flushed
+            await pipe.call("SCRIPT", "LOAD", script.text)
+            return await pipe.call("EVALSHA", script.sha, 0, *argv)
+
+    async def _with_arrival(
+        self, prelude: Prelude, script: _Script, argv: tuple[Any, ...]
+    ) -> tuple[bool, Any]:
+        """Run ``script`` with the request's fault arrival, if it is still to be sent: whether it
+        ran, and its reply. Raises ``Preempted`` (nothing ran) when a fault rule fired."""
+        arrival = prelude.take()
+        if arrival is None:
+            await prelude.wait()
+            return False, None
+        key = (script.sha, prelude.script)
+        both = self._with_arrivals.get(key)
+        try:
+            if both is None:
+                text = _WITH_ARRIVAL.replace("@ARRIVE@", prelude.script).replace("@OP@", script.text)
+                both = self._with_arrivals[key] = _Script(text)
+                pipe = self._pipe
+                assert pipe is not None, "RedisState.open() was not awaited"
+                # Its first use: loaded in the same write as the call (still one round trip).
+                loaded = pipe.call("SCRIPT", "LOAD", both.text)
+                try:
+                    reply = await self._eval(both, (len(arrival), *arrival, *argv))
+                finally:
+                    await asyncio.wait([loaded])  # its outcome is the call's: never raised apart
+            else:
+                reply = await self._eval(both, (len(arrival), *arrival, *argv))
+        except (RedisError, OSError) as exc:
+            prelude.lost()
+            raise state_unavailable(self._where) from exc
+        if await prelude.settle(reply[0]):
+            return True, reply[1]
+        return False, None
+
+    async def settle(self) -> None:
+        prelude = CURRENT.get()
+        if prelude is not None:
+            await prelude.wait()
+
     async def _cmd(self, *args: Any) -> Any:
         """One plain command on the request path's connection; a 503 if Redis is away."""
         pipe = self._pipe
         assert pipe is not None, "RedisState.open() was not awaited"
+        prelude = CURRENT.get()
+        if prelude is not None:
+            done, result = await self._with_arrival(prelude, _CMD, args)
+            if done:
+                return result
         try:
             return await pipe.call(*args)
         except (RedisError, OSError) as exc:

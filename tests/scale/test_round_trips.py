@@ -61,3 +61,81 @@ def test_a_rule_added_meanwhile_applies_to_the_very_next_request(fake: tuple[Con
     assert conn("GET", "/health")[0] == 503
     assert conn("DELETE", "/__admin/faults/now", None, {})[0] == 204
     assert conn("GET", "/health")[0] == 200
+
+
+def _rule(conn: Conn, rule: dict[str, Any]) -> None:
+    assert conn("POST", "/__admin/faults", rule, {})[0] == 201
+
+
+# Few enough that the authenticated ones stay within the demo tenant's burst.
+M = 10
+
+
+def _count(client: redis.Redis, conn: Conn, request: tuple[Any, ...], status: int) -> int:
+    before = _calls(client)
+    for _ in range(M):
+        assert conn(*request)[0] == status
+    return _calls(client) - before
+
+
+def test_a_request_a_rule_matches_costs_one_round_trip_when_nothing_fires(
+    fake: tuple[Conn, redis.Redis],
+) -> None:
+    """The fault arrival goes in the same script as the API's operation (mock_server._prelude)."""
+    conn, client = fake
+    body = {"tenant": "demo", "profile_name": "rt", "hrv_vector": [0.5] * 8}
+    assert conn("POST", "/profiles", body)[0] == 201
+    # Matches everything, counts every request, and has not fired yet.
+    _rule(conn, {"id": "later", "after": 100_000, "fault": {"type": "status", "status": 503}})
+    reads = _count(client, conn, ("GET", "/profiles/demo/rt"), 200)
+    health = _count(client, conn, ("GET", "/health"), 200)
+    missing = _count(client, conn, ("GET", "/nowhere"), 404)
+    invalid = _count(client, conn, ("POST", "/profiles", {"tenant": "demo"}), 422)
+    writes = 0
+    for i in range(M):
+        before = _calls(client)
+        created = {"tenant": "demo", "profile_name": f"w{i}", "hrv_vector": [0.5] * 8}
+        assert conn("POST", "/profiles", created)[0] == 201
+        writes += _calls(client) - before
+    assert (reads, health, missing, invalid, writes) == (M, M, M, M, M)
+    # Every one of them was counted for the rule.
+    assert conn("GET", "/__admin/faults", None, {})[2]["stats"]["later"]["matched"] == 5 * M
+
+
+def test_a_fault_that_answers_instead_of_the_api_costs_one_round_trip_and_the_api_never_acts(
+    fake: tuple[Conn, redis.Redis],
+) -> None:
+    conn, client = fake
+    _rule(conn, {"id": "down", "match": {"method": "POST"}, "fault": {"type": "status", "status": 503}})
+    trips = 0
+    for i in range(M):
+        before = _calls(client)
+        created = {"tenant": "demo", "profile_name": f"gone{i}", "hrv_vector": [0.5] * 8}
+        assert conn("POST", "/profiles", created)[0] == 503
+        trips += _calls(client) - before
+    assert trips == M
+    assert conn("DELETE", "/__admin/faults/down", None, {})[0] == 204
+    # Nothing was created, and no rate-limit token was taken: the full burst is still there.
+    assert conn("GET", "/profiles/demo/gone0")[0] == 404
+    page = conn("GET", "/profiles?tenant=demo&limit=100")
+    assert page[0] == 200 and not [p for p in page[2]["items"] if p["profile_name"].startswith("gone")]
+
+
+def test_a_fault_that_lets_the_api_act_after_it_runs_the_operation_once(
+    fake: tuple[Conn, redis.Redis],
+) -> None:
+    """A delay (or an altered answer) preempts the speculative run; the API then runs once more,
+    after the delay, and its operation happens exactly once."""
+    conn, client = fake
+    _rule(
+        conn,
+        {"id": "slow", "match": {"method": "POST"}, "fault": {"type": "latency", "fixed_ms": 1}},
+    )
+    body = {"tenant": "demo", "profile_name": "once", "hrv_vector": [0.5] * 8}
+    before = _calls(client)
+    assert conn("POST", "/profiles", body)[0] == 201
+    # The arrival, then (after the delay) the operation: two, the second off the hot path.
+    assert _calls(client) - before == 2
+    assert conn("POST", "/profiles", body)[0] == 409
+    entries = conn("GET", "/__admin/requests?path=/profiles", None, {})[2]["requests"]
+    assert [(e["fault"], e["rules"]) for e in entries][-2:] == [("latency", ["slow"])] * 2

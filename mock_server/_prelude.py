@@ -1,0 +1,74 @@
+"""A request's fault arrival, carried into the API's first round trip to the shared store.
+
+With ``--state`` (or ``--workers``), the fault counters and the API's state both live in Redis. A
+request that a fault rule matches must be counted there (that count is the fault decision)
+before the API acts on it: a fault that fires answers in the API's place, or delays it. Done
+apart, that is two round trips. Instead the fault layer leaves the arrival as a
+:class:`Prelude` in :data:`CURRENT`, and the API's state sends it in the same Lua script as the
+request's first operation. The script counts the request and runs the operation only when no
+rule fired. When one fired, nothing of the operation happened; :class:`Preempted` unwinds the
+API to the fault layer, which carries out the decision (a fault answers instead of the API; after
+a delay, or around a fault that alters the API's answer, the API runs again, the prelude
+settled).
+
+A request that makes no state operation (``/health``, a 404, a validation error before any
+read) has its arrival sent alone: by the endpoint before it answers (``ApiState.settle``), or by
+the fault layer when the answer starts, whichever comes first. Either way one round trip.
+
+The fault side (``_faults._redis_state``) makes preludes and the API side
+(``_state._redis``) runs them; this module is all they share, so neither imports the other.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from contextvars import ContextVar
+from typing import Any
+
+
+class Preempted(BaseException):
+    """A fault rule fired on the request's arrival: the API stops, and nothing of the
+    operation that carried the arrival happened. A ``BaseException``, so that the API's
+    handlers, which turn every ``Exception`` into an answer, let it through to the fault layer."""
+
+    def __init__(self, decision: Any) -> None:
+        super().__init__("a fault rule fired on arrival")
+        self.decision = decision
+
+
+class Prelude(ABC):
+    """A request's arrival, not counted yet.
+
+    :attr:`script` is the arrival's Lua text (its arguments are ``ARGV``); its reply is
+    ``{'ok', 0, n1, fired1, n2, fired2, ...}`` when the request was counted, anything else
+    when it was not (the rules changed, for instance) and must be sent again alone.
+    """
+
+    script: str
+
+    @abstractmethod
+    def take(self) -> list[str | int | float] | None:
+        """The arrival's arguments, to send now with an operation; None when it has been sent
+        (or settled) already, then :meth:`wait` for it."""
+
+    @abstractmethod
+    async def settle(self, reply: Any) -> bool:
+        """The reply of the arrival sent with an operation: whether that operation ran (it did
+        when the request was counted and nothing fired). Raises :class:`Preempted` when a rule
+        fired; returns False when the arrival had to be sent again alone and nothing fired
+        (then send the operation on its own)."""
+
+    @abstractmethod
+    def lost(self) -> None:
+        """The round trip that carried the arrival failed (the store is away): the request
+        goes on as one no rule decided, and the API answers its own 503."""
+
+    @abstractmethod
+    async def wait(self) -> None:
+        """Until the arrival is settled, sending it alone if nobody has; raises
+        :class:`Preempted` when a rule fired. A store that cannot be reached settles it as
+        one no rule decided."""
+
+
+#: The prelude of the request this task serves, if its arrival is still to be counted.
+CURRENT: ContextVar[Prelude | None] = ContextVar("mock_server_prelude", default=None)
