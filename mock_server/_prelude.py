@@ -31,9 +31,12 @@ class Preempted(BaseException):
     operation that carried the arrival happened. A ``BaseException``, so that the API's
     handlers, which turn every ``Exception`` into an answer, let it through to the fault layer."""
 
-    def __init__(self, decision: Any) -> None:
-        super().__init__("a fault rule fired on arrival")
+    def __init__(self, decision: Any, unavailable: str | None = None) -> None:
+        super().__init__(unavailable or "a fault rule fired on arrival")
+        #: What the fault layer is to carry out; None when the arrival could not be counted
+        #: at all (the shared store is away: ``unavailable`` says why, and the request is a 503).
         self.decision = decision
+        self.unavailable = unavailable
 
 
 class Prelude(ABC):
@@ -66,8 +69,7 @@ class Prelude(ABC):
     @abstractmethod
     async def wait(self) -> None:
         """Until the arrival is settled, sending it alone if nobody has; raises
-        :class:`Preempted` when a rule fired. A store that cannot be reached settles it as
-        one no rule decided."""
+        :class:`Preempted` when a rule fired, or when the store could not count it."""
 
 
 #: The prelude of the request this task serves, if its arrival is still to be counted.

@@ -357,9 +357,14 @@ class FaultLayer:
                 # Nothing of the API's operation happened: the decision is carried out as if it had
                 # been made before the app ran (which, for a delay, runs it again afterwards).
                 CURRENT.set(None)
-                await _after.inject(
-                    self.injectors, self.engine.get, exc.decision, entry, scope, replay.again(), send
-                )
+                if exc.decision is None:
+                    status, raw_headers, body = _inject.unavailable(str(exc), rid)
+                    entry.status, entry.outcome = status, "response"
+                    await _inject.send_response(send, status, raw_headers, body)
+                else:
+                    await _after.inject(
+                        self.injectors, self.engine.get, exc.decision, entry, scope, replay.again(), send
+                    )
             finally:
                 CURRENT.reset(token)
                 # A request that ended before anything counted it (its client left mid-body, say)

@@ -390,9 +390,17 @@ class _Attempt:
 
 
 class _Arrival(Prelude):
-    """A request's arrival, carried by the API's first round trip (see :mod:`mock_server._prelude`)."""
+    """A request's arrival, carried by the API's first round trip (see :mod:`mock_server._prelude`).
 
-    __slots__ = ("_attempt", "_decided", "_sent", "_done", "_decision")
+    Settled once: with a decision (:class:`Preempted` carries it when a rule fired), or as
+    unavailable when Redis could not count it, which preempts the API too (``Preempted`` with
+    no decision and the reason in ``unavailable``): a request a rule may match is a 503
+    ``state_unavailable`` then, as it is without the prelude. Only when the round trip that
+    carried it with an operation was lost (:meth:`lost`) does the request go on: the API
+    answers its own 503 for that operation.
+    """
+
+    __slots__ = ("_attempt", "_decided", "_sent", "_done", "_decision", "_unavailable")
 
     script = _ARRIVE
 
@@ -402,6 +410,7 @@ class _Arrival(Prelude):
         self._sent = False
         self._done: asyncio.Future[None] | None = None
         self._decision: Decision | None = None
+        self._unavailable: str | None = None
 
     def take(self) -> list[str | int | float] | None:
         if self._sent:
@@ -418,8 +427,8 @@ class _Arrival(Prelude):
             ran = decided is None
             if decided is _AGAIN:
                 decided, ran = await state._count(attempt.next()), False
-        except StateUnavailable:
-            decided, ran = None, False
+        except StateUnavailable as exc:
+            self._finish(None, str(exc))
         self._finish(decided)  # type: ignore[arg-type]
         return ran
 
@@ -432,26 +441,28 @@ class _Arrival(Prelude):
             self._sent = True
             try:
                 decided = await self._attempt.state._count(self._attempt)
-            except StateUnavailable:
-                decided = None
+            except StateUnavailable as exc:
+                self._finish(None, str(exc))
             self._finish(decided)
             return
         if self._done is None:
             self._done = asyncio.get_running_loop().create_future()
         if not self._done.done():
             await asyncio.shield(self._done)
-        if self._decision is not None:
-            raise Preempted(self._decision)
+        self._raise()
 
-    def _finish(self, decision: Decision | None) -> None:
-        self._decision = decision
+    def _finish(self, decision: Decision | None, unavailable: str | None = None) -> None:
         if self._done is None:
             self._done = asyncio.get_running_loop().create_future()
         if not self._done.done():
+            self._decision, self._unavailable = decision, unavailable
             self._done.set_result(None)
             self._decided(decision)
-        if decision is not None:
-            raise Preempted(decision)
+        self._raise()
+
+    def _raise(self) -> None:
+        if self._decision is not None or self._unavailable is not None:
+            raise Preempted(self._decision, self._unavailable)
 
 
 class RedisFaultState(FaultState):

@@ -150,6 +150,10 @@ def test_redis_lost_mid_run_is_a_503_and_recovers_with_nothing_acknowledged_lost
         body = {"tenant": "demo", "profile_name": "kept", "hrv_vector": [0.5] * 8}
         status, headers, _ = conn("POST", "/profiles", body)
         assert status == 201
+        # /health makes no state operation; a rule that may fire on it needs Redis all the same.
+        rule = {"id": "later", "match": {"path": "/health"}, "after": 100_000, "fault": {"type": "reset"}}
+        assert conn("POST", "/__admin/faults", rule, {})[0] == 201
+        assert conn("GET", "/health")[0] == 200
         first.kill()  # kill -9 of Redis itself
         first.wait()
         conn.close()
@@ -159,9 +163,12 @@ def test_redis_lost_mid_run_is_a_503_and_recovers_with_nothing_acknowledged_lost
         assert error["error"]["code"] == "state_unavailable"
         assert error["error"]["request_id"] == headers_lost["x-request-id"]
         assert "retry-after" in headers_lost
+        status, _, error = conn("GET", "/health")
+        assert (status, error["error"]["code"]) == (503, "state_unavailable")
         own_redis()  # back on the same port, from its append-only file
         status, again, _ = conn("GET", "/profiles/demo/kept")
         assert (status, again["etag"]) == (200, headers["etag"])
+        assert conn("GET", "/health")[0] == 200
         conn.close()
 
 
