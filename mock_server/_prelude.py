@@ -5,11 +5,13 @@ request that a fault rule matches must be counted there (that count is the fault
 before the API acts on it: a fault that fires answers in the API's place, or delays it. Done
 apart, that is two round trips. Instead the fault layer leaves the arrival as a
 :class:`Prelude` in :data:`CURRENT`, and the API's state sends it in the same Lua script as the
-request's first operation. The script counts the request and runs the operation only when no
-rule fired. When one fired, nothing of the operation happened; :class:`Preempted` unwinds the
-API to the fault layer, which carries out the decision (a fault answers instead of the API; after
-a delay, or around a fault that alters the API's answer, the API runs again, the prelude
-settled).
+request's first operation. The script counts the request and runs the operation unless a rule
+fired whose fault must come before the API: one that answers in its place, or a delay. Then
+nothing of the operation happened; :class:`Preempted` unwinds the API to the fault layer, which
+carries out the decision (a fault answers instead of the API; after a delay, the API runs again,
+the prelude settled). A fault the API acts before (``when: after``, or one that alters the API's
+answer and has no delay) lets the operation run: the fault layer keeps the API's answer and
+carries out the fault around it, as it would have.
 
 A request that makes no state operation (``/health``, a 404, a validation error before any
 read) has its arrival sent alone: by the endpoint before it answers (``ApiState.settle``), or by
@@ -55,11 +57,11 @@ class Prelude(ABC):
         (or settled) already, then :meth:`wait` for it."""
 
     @abstractmethod
-    async def settle(self, reply: Any) -> bool:
-        """The reply of the arrival sent with an operation: whether that operation ran (it did
-        when the request was counted and nothing fired). Raises :class:`Preempted` when a rule
-        fired; returns False when the arrival had to be sent again alone and nothing fired
-        (then send the operation on its own)."""
+    async def settle(self, reply: Any, ran: bool) -> bool:
+        """The reply of the arrival sent with an operation, and whether the operation ran: it
+        does when the request was counted and no rule fired that must come before the API.
+        Raises :class:`Preempted` when one did; returns whether the operation ran (False: the
+        arrival had to be sent again alone, and the operation is to be sent on its own)."""
 
     @abstractmethod
     def lost(self) -> None:

@@ -150,6 +150,10 @@ class Injectors:
             "slow_body": self.alter,
         }
 
+    def over(self, app: ASGIApp) -> Injectors:
+        """These injectors, over another app (for an answer the API gave already)."""
+        return Injectors(app, self.held, wall=self.wall, rate_limit=self.rate_limit, clock=self.clock)
+
     def observing(self, entry: Entry, send: Send) -> Send:
         """``send``, noting the API's status, outcome and rate-limit headers in ``entry``."""
         wall, clock = self.wall, self.clock

@@ -24,7 +24,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._ids import new_request_id
-from .._prelude import CURRENT, Preempted, Prelude
+from .._prelude import CURRENT, Preempted
 from .._ratelimit import FailureLimiter
 from .._untrusted import bounded, bounded_or_none, session_id
 from . import _after, _inject
@@ -324,9 +324,12 @@ class FaultLayer:
         round trip, and journaled once it has been."""
         method: str = scope["method"]
         entry: Entry | None = None
+        chosen: Decision | None = None
 
         def decided(decision: Decision | None) -> None:
+            nonlocal chosen
             assert entry is not None
+            chosen = decision
             _note_decision(entry, decision)
             self.journal.record(entry)
 
@@ -348,11 +351,33 @@ class FaultLayer:
                 await self.app(scope, receive, self.injectors.observing(entry, send))
                 return
             replay = _Replay(receive)
+            observed = self.injectors.observing(entry, send)
+            # The API's answer, kept when a fault fired that it acts before (see _after): the
+            # fault is carried out around it once the API is done.
+            kept: list[Message] | None = None
+
+            async def settling(message: Message) -> None:
+                nonlocal kept
+                if kept is not None:
+                    kept.append(message)
+                    return
+                if message["type"] == "http.response.start":
+                    # An API that made no round trip answers only once the arrival is counted.
+                    await prelude.wait()
+                    if chosen is not None:
+                        kept = [message]
+                        return
+                await observed(message)
+
             token = CURRENT.set(prelude)
             try:
-                await self.app(
-                    scope, replay.receive, _settling(prelude, self.injectors.observing(entry, send))
-                )
+                await self.app(scope, replay.receive, settling)
+                if kept is not None and chosen is not None:
+                    CURRENT.set(None)
+                    injectors = self.injectors.over(_answering(kept))
+                    await _after.inject(
+                        injectors, self.engine.get, chosen, entry, scope, replay.again(), send
+                    )
             except Preempted as exc:
                 # Nothing of the API's operation happened: the decision is carried out as if it had
                 # been made before the app ran (which, for a delay, runs it again afterwards).
@@ -500,16 +525,14 @@ def _note_decision(entry: Entry, decision: Decision | None) -> None:
         entry.injected_delay_s = decision.delay_s
 
 
-def _settling(prelude: Prelude, send: Send) -> Send:
-    """``send``, settling the request's arrival before its answer starts (an app that made no
-    round trip to the shared state answers only once the arrival has been counted)."""
+def _answering(messages: list[Message]) -> ASGIApp:
+    """An app that answers with ``messages`` (an answer the API already gave)."""
 
-    async def settling(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            await prelude.wait()
-        await send(message)
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        for message in messages:
+            await send(message)
 
-    return settling
+    return app
 
 
 class _Replay:

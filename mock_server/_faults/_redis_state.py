@@ -66,6 +66,7 @@ from redis.retry import Retry
 from .._errors import ApiError
 from .._prelude import Preempted, Prelude
 from .._untrusted import session_id
+from ._after import ALTERING
 from ._engine import HEADER_RULE, Decision, HeaderSource
 from ._errors import FaultConfigError
 from ._journal import Journal
@@ -95,9 +96,10 @@ _MAX_ATTEMPTS = 8
 # ARGV: prefix, version, epoch, session tag ('-' none, else 's' + session), now_ms, ttl_ms,
 # max_sessions, mode ('r' rules, 'h' X-Mock-Fault), candidate count, then 7 per candidate: rule
 # key, after, every_nth (0: none), times (-1: none), plan, window base (-1: no probability), window.
-# plan: 'l' (latency) or 't' (any other fault), or 's' then one of '-', 'l', 't' per sequence step.
-# Returns {'stale', version} | {'miss', candidate, matched} | {'ok', 0, n1, fired1, n2, ...} (the
-# 'h' mode: {'ok', 0, n}).
+# plan: 'l' (latency), 't' (a fault in the API's place) or 'a' (a fault the API acts before: see
+# _step), or 's' then one of '-', 'l', 't', 'a' per sequence step. Returns {'stale', version} |
+# {'miss', candidate, matched} | {'ok', 0, n1, fired1, n2, ...}, fired 0 (no), 1 (yes) or 2 (yes,
+# and the API may act at once) (the 'h' mode: {'ok', 0, n}).
 _ARRIVE = """
 local p = ARGV[1]
 local v = redis.call('GET', p .. 'v')
@@ -152,8 +154,8 @@ for c = 1, tonumber(ARGV[9]) do
   if ch ~= '-' and times >= 0 and f >= times then ch = '-' end
   walked[#walked + 1] = {rk, ch ~= '-'}
   out[#out + 1] = n
-  out[#out + 1] = (ch ~= '-') and 1 or 0
-  if ch == 't' then break end
+  if ch == '-' then out[#out + 1] = 0 elseif ch == 'a' then out[#out + 1] = 2 else out[#out + 1] = 1 end
+  if ch == 't' or ch == 'a' then break end
 end
 local tkey = p .. 't:' .. epoch
 for _, w in ipairs(walked) do
@@ -242,8 +244,20 @@ class _NoRule(Exception):
 
 def _plan(rule: Rule) -> str:
     if rule.sequence is not None:
-        return "s" + "".join("-" if f is None else ("t" if f.terminal else "l") for f in rule.sequence)
-    return "t" if rule.fault is not None and rule.fault.terminal else "l"
+        return "s" + "".join("-" if f is None else _step(rule, f) for f in rule.sequence)
+    return "l" if rule.fault is None else _step(rule, rule.fault)
+
+
+def _step(rule: Rule, fault: Fault) -> str:
+    """How the arrival script sees ``fault``: ``l`` a delay (it comes before the API), ``t`` a
+    fault that answers in the API's place, ``a`` one that lets the API act at once, alone among
+    the rules that fired (its rule says ``when: after``, or it alters the API's answer and has no
+    delay of its own): the operation carried with the arrival may run then (``_after``)."""
+    if not fault.terminal:
+        return "l"
+    if fault.type in ALTERING:
+        return "a" if fault.latency is None else "t"
+    return "a" if rule.when == "after" else "t"
 
 
 def _fault_at(rule: Rule, n: int) -> Fault | None:
@@ -303,6 +317,15 @@ class _Outcomes:
 
 
 _AGAIN = object()
+
+
+def _acts(result: Any) -> bool:
+    """Whether an arrival script's reply lets the API act at once: the one rule that fired says
+    so (fired 2, see :func:`_step`)."""
+    if result[0] != b"ok":
+        return False
+    fired = [int(f) for f in result[3::2] if int(f)]
+    return bool(fired) and all(f == 2 for f in fired)
 
 
 class _Attempt:
@@ -400,7 +423,7 @@ class _Arrival(Prelude):
     answers its own 503 for that operation.
     """
 
-    __slots__ = ("_attempt", "_decided", "_sent", "_done", "_decision", "_unavailable")
+    __slots__ = ("_attempt", "_decided", "_sent", "_done", "_decision", "_unavailable", "_blocks")
 
     script = _ARRIVE
 
@@ -411,6 +434,8 @@ class _Arrival(Prelude):
         self._done: asyncio.Future[None] | None = None
         self._decision: Decision | None = None
         self._unavailable: str | None = None
+        # Whether the decision stops the API (a fault in its place, or a delay before it).
+        self._blocks = False
 
     def take(self) -> list[str | int | float] | None:
         if self._sent:
@@ -418,18 +443,17 @@ class _Arrival(Prelude):
         self._sent = True
         return [self._attempt.state.prefix, *self._attempt.args]
 
-    async def settle(self, reply: Any) -> bool:
+    async def settle(self, reply: Any, ran: bool) -> bool:
         attempt = self._attempt
         attempt.landed()
         state = attempt.state
         try:
             decided = await state._conclude(attempt, reply)
-            ran = decided is None
             if decided is _AGAIN:
                 decided, ran = await state._count(attempt.next()), False
         except StateUnavailable as exc:
             self._finish(None, str(exc))
-        self._finish(decided)  # type: ignore[arg-type]
+        self._finish(decided, blocks=not ran and not _acts(reply))  # type: ignore[arg-type]
         return ran
 
     def lost(self) -> None:
@@ -440,10 +464,10 @@ class _Arrival(Prelude):
         if not self._sent:
             self._sent = True
             try:
-                decided = await self._attempt.state._count(self._attempt)
+                decided, acts = await self._attempt.state._count_acts(self._attempt)
             except StateUnavailable as exc:
                 self._finish(None, str(exc))
-            self._finish(decided)
+            self._finish(decided, blocks=not acts)
             return
         if self._done is None:
             self._done = asyncio.get_running_loop().create_future()
@@ -451,17 +475,20 @@ class _Arrival(Prelude):
             await asyncio.shield(self._done)
         self._raise()
 
-    def _finish(self, decision: Decision | None, unavailable: str | None = None) -> None:
+    def _finish(
+        self, decision: Decision | None, unavailable: str | None = None, *, blocks: bool = True
+    ) -> None:
         if self._done is None:
             self._done = asyncio.get_running_loop().create_future()
         if not self._done.done():
             self._decision, self._unavailable = decision, unavailable
+            self._blocks = decision is not None and blocks
             self._done.set_result(None)
             self._decided(decision)
         self._raise()
 
     def _raise(self) -> None:
-        if self._decision is not None or self._unavailable is not None:
+        if self._blocks or self._unavailable is not None:
             raise Preempted(self._decision, self._unavailable)
 
 
@@ -886,6 +913,10 @@ class RedisFaultState(FaultState):
 
     async def _count(self, attempt: _Attempt) -> Decision | None:
         """Send ``attempt`` (and the next ones it takes) alone; the decision."""
+        return (await self._count_acts(attempt))[0]
+
+    async def _count_acts(self, attempt: _Attempt) -> tuple[Decision | None, bool]:
+        """:meth:`_count`, and whether the decision lets the API act at once (see :func:`_step`)."""
         while True:
             try:
                 result = await self._arrive_call(attempt.args)
@@ -893,7 +924,7 @@ class RedisFaultState(FaultState):
                 attempt.landed()
             decided = await self._conclude(attempt, result)
             if decided is not _AGAIN:
-                return decided  # type: ignore[return-value]
+                return decided, _acts(result)  # type: ignore[return-value]
             attempt = attempt.next()
 
     async def _conclude(self, attempt: _Attempt, result: Any) -> Decision | None | object:

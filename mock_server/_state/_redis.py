@@ -123,8 +123,9 @@ return {1, tokens}
 
 # A request's fault arrival and its first operation, in one script (see mock_server._prelude):
 # ARGV is the arrival's argument count, the arrival's arguments, then the operation's. The
-# operation runs only when the arrival counted the request and no rule fired. Replies {arrival's
-# reply, operation's reply or false}.
+# operation runs only when the arrival counted the request and no rule fired that must come
+# before it (fired 1; 2 lets the API act at once). Replies {arrival's reply, 1, operation's
+# reply} or {arrival's reply, 0}.
 _WITH_ARRIVAL = """
 local function arrive(ARGV)
 @ARRIVE@
@@ -137,11 +138,11 @@ local a, o = {}, {}
 for i = 2, n + 1 do a[i - 1] = ARGV[i] end
 for i = n + 2, #ARGV do o[i - n - 1] = ARGV[i] end
 local r = arrive(a)
-if r[1] ~= 'ok' then return {r, false} end
+if r[1] ~= 'ok' then return {r, 0} end
 for i = 4, #r, 2 do
-  if r[i] == 1 then return {r, false} end
+  if r[i] == 1 then return {r, 0} end
 end
-return {r, op(o)}
+return {r, 1, op(o)}
 """
 # A plain command, for carrying an arrival with it.
 _COMMAND = "return redis.call(unpack(ARGV))"
@@ -359,8 +360,8 @@ class RedisState(ApiState):
         except (RedisError, OSError) as exc:
             prelude.lost()
             raise state_unavailable(self._where) from exc
-        if await prelude.settle(reply[0]):
-            return True, reply[1]
+        if await prelude.settle(reply[0], reply[1] == 1):
+            return True, reply[2]
         return False, None
 
     async def settle(self) -> None:

@@ -121,11 +121,37 @@ def test_a_fault_that_answers_instead_of_the_api_costs_one_round_trip_and_the_ap
     assert page[0] == 200 and not [p for p in page[2]["items"] if p["profile_name"].startswith("gone")]
 
 
-def test_a_fault_that_lets_the_api_act_after_it_runs_the_operation_once(
+@pytest.mark.parametrize(
+    ("fault", "when", "status"),
+    [
+        ({"type": "status", "status": 503}, "after", 503),
+        ({"type": "malformed_json"}, "before", None),
+        ({"type": "wrong_content_type"}, "before", 201),
+    ],
+    ids=["status-after", "malformed_json", "wrong_content_type"],
+)
+def test_a_fault_the_api_acts_before_costs_one_round_trip(
+    fake: tuple[Conn, redis.Redis], fault: dict[str, Any], when: str, status: int | None
+) -> None:
+    """The operation runs in the arrival's script; the fault is carried out around its answer."""
+    conn, client = fake
+    _rule(conn, {"id": "f", "match": {"method": "POST"}, "fault": fault, "when": when})
+    body = {"tenant": "demo", "profile_name": "acted", "hrv_vector": [0.5] * 8}
+    before = _calls(client)
+    try:
+        got: int | None = conn("POST", "/profiles", body)[0]
+    except ValueError:  # the malformed JSON
+        got = None
+    assert (got, _calls(client) - before) == (status, 1)
+    assert conn("DELETE", "/__admin/faults/f", None, {})[0] == 204
+    assert conn("POST", "/profiles", body)[0] == 409  # it was created, once
+
+
+def test_a_delay_costs_a_second_round_trip_after_it_and_the_operation_runs_once(
     fake: tuple[Conn, redis.Redis],
 ) -> None:
-    """A delay (or an altered answer) preempts the speculative run; the API then runs once more,
-    after the delay, and its operation happens exactly once."""
+    """A delay preempts the speculative run; the API then runs once more, after the delay, and
+    its operation happens exactly once."""
     conn, client = fake
     _rule(
         conn,
