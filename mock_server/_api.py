@@ -264,18 +264,20 @@ class Api:
                         await state.settle()
                         self.auth_failures.failed(host)
                         raise
-                    signature = headers.get("x-signature")
-                    # A signature used through another process is a replay here too.
-                    if signature is not None and not await state.first_use(signature, self._replay_ttl):
-                        raise ApiError(401, "this request signature was already used (replay)")
+                    # A signature used through another process is a replay here too: the state
+                    # remembers it with the request's first operation (see Ticket).
                     ticket = Ticket(
-                        principal.credential, headers.get("x-mock-session"), principal.tenant.rate_limit
+                        principal.credential,
+                        headers.get("x-mock-session"),
+                        principal.tenant.rate_limit,
+                        headers.get("x-signature"),
+                        self._replay_ttl,
                     )
                 try:
                     response = await handler(request, Call(principal, raw, rid, ticket))
                 finally:
                     # Whatever the handler answered, the request costs its token (429 first).
-                    if ticket is not None and ticket.verdict is None:
+                    if ticket is not None and ticket.verdict is None and not ticket.replayed:
                         verdict = await state.admit(ticket)
                         if not verdict.allowed:
                             raise Refused(verdict)

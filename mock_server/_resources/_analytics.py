@@ -35,7 +35,7 @@ class Analytics:
     async def usage(self, request: Request, call: Call) -> Response:
         first, last = self._date_range(request.query_params.get("date_range", "7d"))
         tenant = call.caller.tenant.name
-        rows = await self.state.usage(tenant, first.isoformat(), last.isoformat())
+        rows = await self.state.usage(tenant, first.isoformat(), last.isoformat(), call.ticket)
         by_endpoint: dict[str, int] = {}
         by_status: dict[str, int] = {}
         by_day: dict[str, int] = {}

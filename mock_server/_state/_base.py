@@ -26,15 +26,34 @@ from .._tenants import RateLimit
 
 
 class Ticket:
-    """A request's rate-limit token, not taken yet: taken with the first state operation."""
+    """A request's rate-limit token, not taken yet: taken with the first state operation.
 
-    __slots__ = ("credential", "limit", "session", "verdict")
+    A signed request's ``signature`` is remembered for ``signature_ttl`` seconds in the same
+    round trip, before the token: one seen already is a replay, a 401 that costs no token
+    (``replayed`` is then set, and the operation did not happen)."""
 
-    def __init__(self, credential: str, session: str | None, limit: RateLimit) -> None:
+    __slots__ = ("credential", "limit", "session", "verdict", "signature", "signature_ttl", "replayed")
+
+    def __init__(
+        self,
+        credential: str,
+        session: str | None,
+        limit: RateLimit,
+        signature: str | None = None,
+        signature_ttl: int = 0,
+    ) -> None:
         self.credential = credential
         self.session = session
         self.limit = limit
         self.verdict: Verdict | None = None
+        self.signature = signature
+        self.signature_ttl = signature_ttl
+        self.replayed = False
+
+
+def replayed_signature() -> ApiError:
+    """The 401 for a request signature used already (through any process)."""
+    return ApiError(401, "this request signature was already used (replay)")
 
 
 class Refused(Exception):
@@ -81,11 +100,6 @@ class ApiState(ABC):
         before anything the request changes in this process. Raises ``Preempted`` when a
         fault fired. The embedded state never carries one."""
         return None
-
-    async def first_use(self, signature: str, ttl: int) -> bool:
-        """Whether no process has seen this request signature within ``ttl`` seconds (a shared
-        state remembers it for all of them; the embedded authenticator does on its own)."""
-        return True
 
     # -- rate limits ---------------------------------------------------------------------
     @abstractmethod
@@ -167,7 +181,9 @@ class ApiState(ABC):
         """Write the counted requests out."""
 
     @abstractmethod
-    async def usage(self, tenant: str, first_day: str, last_day: str) -> list[tuple[str, str, int, int]]:
+    async def usage(
+        self, tenant: str, first_day: str, last_day: str, ticket: Ticket | None
+    ) -> list[tuple[str, str, int, int]]:
         """(day, endpoint, status, count) rows of one tenant, days inclusive, unflushed ones too."""
 
     @abstractmethod

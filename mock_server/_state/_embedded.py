@@ -182,7 +182,9 @@ class EmbeddedState(ApiState):
         if rows:
             await self.store.add_usage(rows)
 
-    async def usage(self, tenant: str, first_day: str, last_day: str) -> list[tuple[str, str, int, int]]:
+    async def usage(
+        self, tenant: str, first_day: str, last_day: str, ticket: Ticket | None
+    ) -> list[tuple[str, str, int, int]]:
         rows = await self.store.usage(tenant, first_day, last_day)
         return rows + self.traffic.pending_for(tenant, first_day, last_day)
 

@@ -38,7 +38,7 @@ from .._ratelimit import RateLimiter, Verdict
 from .._store import IdempotencyRecord, Profile
 from .._traffic import Traffic
 from .._untrusted import session_id
-from ._base import PENDING, ApiState, Refused, Ticket, state_unavailable
+from ._base import PENDING, ApiState, Refused, Ticket, replayed_signature, state_unavailable
 from ._connect import shown
 from ._embedded import check_if_match, not_found
 from ._pipe import CommandPipe
@@ -73,6 +73,9 @@ local function bucket()
   redis.call('PEXPIRE', key, math.ceil((burst - tokens) / rate * 1000) + 1000)
   return allowed, shown
 end
+-- A signed request's signature, remembered for every process: seen already, it is a replay.
+local sig = ARGV[#ARGV - 1]
+if sig ~= '' and not redis.call('SET', sig, 1, 'NX', 'EX', ARGV[#ARGV]) then return {-1, ''} end
 local allowed, tokens = bucket()
 if allowed == 0 then return {0, tokens} end
 """
@@ -114,6 +117,7 @@ if current then return {1, tokens, current} end
 redis.call('SET', ARGV[4], '', 'PX', ARGV[5])
 return {1, tokens, false}
 """,
+    "usage": "return {1, tokens, redis.call('HGETALL', ARGV[4])}",
     "release": """
 if redis.call('GET', ARGV[4]) == '' then redis.call('DEL', ARGV[4]) end
 return {1, tokens}
@@ -159,6 +163,7 @@ class _Script:
 _SCRIPTS = {op: _Script(_BUCKET + text) for op, text in _OPS.items()}
 _CMD = _Script(_COMMAND)
 _NO_TICKET = ("", "", "")
+_NO_SIGNATURE = ("", 0)
 
 
 def _encode_profile(p: Profile) -> bytes:
@@ -292,19 +297,17 @@ class RedisState(ApiState):
         """Run ``op``'s script, taking the ticket's token first if it is still pending (and the
         request's fault arrival before that, if it has not been counted yet)."""
         pending = ticket is not None and ticket.verdict is None
+        head: tuple[str | int | float, ...] = _NO_TICKET
+        tail: tuple[str | int, ...] = _NO_SIGNATURE
         if pending:
             assert ticket is not None
             limit = ticket.limit
             session = _session_key(ticket.session)
-            head: tuple[str | int | float, ...] = (
-                f"{PREFIX}rl:{session}:{ticket.credential}",
-                limit.burst,
-                repr(limit.per_minute / 60.0),
-            )
-        else:
-            head = _NO_TICKET
+            head = (f"{PREFIX}rl:{session}:{ticket.credential}", limit.burst, repr(limit.per_minute / 60.0))
+            if ticket.signature is not None:
+                tail = (f"{PREFIX}sig:{_digest(ticket.signature)}", ticket.signature_ttl)
         script = _SCRIPTS[op]
-        argv = (*head, *args)
+        argv = (*head, *args, *tail)
         prelude = CURRENT.get()
         result: Any = None
         done = False
@@ -317,6 +320,9 @@ class RedisState(ApiState):
                 raise state_unavailable(self._where) from exc
         if pending:
             assert ticket is not None
+            if result[0] == -1:
+                ticket.replayed = True
+                raise replayed_signature()
             verdict = self.limiter.verdict(result[0] == 1, float(result[1]), ticket.limit)
             ticket.verdict = verdict
             if not verdict.allowed:
@@ -382,9 +388,6 @@ class RedisState(ApiState):
             return await pipe.call(*args)
         except (RedisError, OSError) as exc:
             raise state_unavailable(self._where) from exc
-
-    async def first_use(self, signature: str, ttl: int) -> bool:
-        return await self._cmd("SET", f"{PREFIX}sig:{_digest(signature)}", 1, "NX", "EX", ttl) is not None
 
     # -- rate limits ---------------------------------------------------------------------
     async def admit(self, ticket: Ticket) -> Verdict:
@@ -580,8 +583,10 @@ class RedisState(ApiState):
                 self.traffic.pending[(tenant, day, endpoint, status)] += count
             raise state_unavailable(self._where) from exc
 
-    async def usage(self, tenant: str, first_day: str, last_day: str) -> list[tuple[str, str, int, int]]:
-        stored = await self._cmd("HGETALL", f"{PREFIX}use:{tenant}")
+    async def usage(
+        self, tenant: str, first_day: str, last_day: str, ticket: Ticket | None
+    ) -> list[tuple[str, str, int, int]]:
+        stored = (await self._run("usage", ticket, f"{PREFIX}use:{tenant}"))[2]
         # RESP2 answers a flat list of field, value; RESP3 a map.
         pairs = stored.items() if isinstance(stored, dict) else zip(stored[::2], stored[1::2], strict=True)
         rows: list[tuple[str, str, int, int]] = []

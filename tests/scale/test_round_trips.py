@@ -3,6 +3,7 @@ a request that no fault rule matches costs its API operation's one script and no
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 import redis
 
 from mock_server import ServerThread
+from mock_server._auth import sign
 from mock_server._config import ServerConfig
 
 from .conftest import Conn
@@ -51,6 +53,24 @@ def test_a_request_no_rule_matches_costs_at_most_one_round_trip(fake: tuple[Conn
         assert conn("GET", "/health")[0] == 200
     health = _calls(client) - before
     assert (reads, health) == (N, 0)
+
+
+def test_signed_requests_and_usage_reports_cost_one_round_trip(fake: tuple[Conn, redis.Redis]) -> None:
+    """The replay check of a signature and the usage counters ride with the request's token."""
+    conn, client = fake
+    before = _calls(client)
+    for i in range(M):
+        stamp = str(int(time.time()))
+        path = f"/profiles?limit={i + 1}"
+        signed = {"X-Timestamp": stamp, "X-Signature": sign("demo-signing-secret", "GET", path, stamp, b"")}
+        assert conn("GET", path, None, signed)[0] == 200
+        status, _, body = conn("GET", path, None, signed)
+        assert (status, body["error"]["message"]) == (401, "this request signature was already used (replay)")
+    signed_trips = _calls(client) - before
+    usage = _count(client, conn, ("GET", "/analytics/usage"), 200)
+    # A repeat through the same process is caught before any round trip (test_shared_state
+    # has one through another process).
+    assert (signed_trips, usage) == (M, M)
 
 
 def test_a_rule_added_meanwhile_applies_to_the_very_next_request(fake: tuple[Conn, redis.Redis]) -> None:
