@@ -95,18 +95,19 @@ redis.call('SET', ARGV[4], ARGV[7])
 redis.call('ZADD', ARGV[5], 0, ARGV[6])
 return {1, tokens, 1}
 """,
-    # Compare-and-set on the version: 1 done, 0 gone, -1 changed meanwhile (read again).
+    # Compare-and-set on the version: 1 done, 0 gone, -1 and the current value: the version was
+    # another (the process's copy was stale, or another wrote meanwhile).
     "replace": """
 local current = redis.call('GET', ARGV[4])
 if not current then return {1, tokens, 0} end
-if string.match(current, '^(%d+)\\n') ~= ARGV[5] then return {1, tokens, -1} end
+if string.match(current, '^(%d+)\\n') ~= ARGV[5] then return {1, tokens, -1, current} end
 redis.call('SET', ARGV[4], ARGV[6])
 return {1, tokens, 1}
 """,
     "delete": """
 local current = redis.call('GET', ARGV[4])
 if not current then return {1, tokens, 0} end
-if string.match(current, '^(%d+)\\n') ~= ARGV[5] then return {1, tokens, -1} end
+if string.match(current, '^(%d+)\\n') ~= ARGV[5] then return {1, tokens, -1, current} end
 redis.call('DEL', ARGV[4])
 redis.call('ZREM', ARGV[6], ARGV[7])
 return {1, tokens, 1}
@@ -242,6 +243,8 @@ class RedisState(ApiState):
         self._flusher: asyncio.Task[None] | None = None
         self._pipe: CommandPipe | None = None
         self._decoded: dict[tuple[str, str, bytes], Profile] = {}
+        # The latest version of each profile this process has read or written (bounded).
+        self._latest: dict[tuple[str, str], Profile] = {}
         # Operations with a fault arrival before them, by operation and arrival script.
         self._with_arrivals: dict[tuple[str, str], _Script] = {}
 
@@ -425,6 +428,8 @@ class RedisState(ApiState):
             if len(self._decoded) >= _DECODED:
                 self._decoded.clear()
             profile = self._decoded[key] = _decode_profile(tenant, name, raw)
+        if self._latest.get((tenant, name)) is not profile:
+            self._seen(profile)
         return profile
 
     async def page(
@@ -457,7 +462,27 @@ class RedisState(ApiState):
         )
         if result[2] == 0:
             raise ApiError(409, f"profile {name!r} already exists")
+        return self._seen(profile)
+
+    def _seen(self, profile: Profile) -> Profile:
+        """Remember ``profile`` as the latest version this process has seen of it."""
+        latest = self._latest
+        if len(latest) >= _DECODED:
+            latest.clear()
+        latest[(profile.tenant, profile.name)] = profile
         return profile
+
+    def _copy(self, tenant: str, name: str, if_match: str | None) -> Profile | None:
+        """This process's copy of a profile, to write over in one round trip (a compare-and-set
+        on its version); None when there is none, or when it fails ``If-Match`` (it may be
+        stale: only the stored one can refuse the write)."""
+        current = self._latest.get((tenant, name))
+        if current is not None:
+            try:
+                check_if_match(if_match, current)
+            except ApiError:
+                return None
+        return current
 
     async def update_profile(
         self,
@@ -468,12 +493,16 @@ class RedisState(ApiState):
         if_match: str | None,
         ticket: Ticket | None,
     ) -> Profile:
+        # Over this process's copy when it has one: one round trip if the copy is current. The
+        # script answers a stale copy with the stored value, which is checked and written over.
         key = f"{PREFIX}p:{tenant}:{name}"
+        current = self._copy(tenant, name, if_match)
         while True:
-            current = await self.get_profile(tenant, name, ticket)
             if current is None:
-                raise not_found(name)
-            check_if_match(if_match, current)
+                current = await self.get_profile(tenant, name, ticket)
+                if current is None:
+                    raise not_found(name)
+                check_if_match(if_match, current)
             profile = Profile(
                 tenant,
                 name,
@@ -483,27 +512,36 @@ class RedisState(ApiState):
                 current.created_at,
                 max(self.wall(), current.updated_at),
             ).sealed()
-            result = await self._run("replace", None, key, str(current.version), _encode_profile(profile))
+            result = await self._run("replace", ticket, key, str(current.version), _encode_profile(profile))
             if result[2] == 1:
-                return profile
+                return self._seen(profile)
             if result[2] == 0:
+                self._latest.pop((tenant, name), None)
                 raise not_found(name)
-            # Another process wrote it between the read and the write: check If-Match again.
+            current = self._seen(_decode_profile(tenant, name, result[3]))
+            check_if_match(if_match, current)
 
     async def delete_profile(
         self, tenant: str, name: str, if_match: str | None, ticket: Ticket | None
     ) -> None:
         key = f"{PREFIX}p:{tenant}:{name}"
+        current = self._copy(tenant, name, if_match)
         while True:
-            current = await self.get_profile(tenant, name, ticket)
             if current is None:
-                raise not_found(name)
-            check_if_match(if_match, current)
-            result = await self._run("delete", None, key, str(current.version), f"{PREFIX}pn:{tenant}", name)
-            if result[2] == 1:
+                current = await self.get_profile(tenant, name, ticket)
+                if current is None:
+                    raise not_found(name)
+                check_if_match(if_match, current)
+            result = await self._run(
+                "delete", ticket, key, str(current.version), f"{PREFIX}pn:{tenant}", name
+            )
+            if result[2] != -1:
+                self._latest.pop((tenant, name), None)
+                if result[2] == 0:
+                    raise not_found(name)
                 return
-            if result[2] == 0:
-                raise not_found(name)
+            current = self._seen(_decode_profile(tenant, name, result[3]))
+            check_if_match(if_match, current)
 
     # -- idempotency ---------------------------------------------------------------------
     def _idem_key(self, tenant: str, key: str) -> str:

@@ -14,7 +14,7 @@ from mock_server import ServerThread
 from mock_server._auth import sign
 from mock_server._config import ServerConfig
 
-from .conftest import Conn
+from .conftest import KEY, Conn
 
 pytestmark = pytest.mark.socket
 
@@ -53,6 +53,42 @@ def test_a_request_no_rule_matches_costs_at_most_one_round_trip(fake: tuple[Conn
         assert conn("GET", "/health")[0] == 200
     health = _calls(client) - before
     assert (reads, health) == (N, 0)
+
+
+def test_writes_over_a_profile_this_process_has_seen_cost_one_round_trip(
+    fake: tuple[Conn, redis.Redis], redis_url: str
+) -> None:
+    """A compare-and-set on the version this process saw last; a stale copy costs one more."""
+    conn, client = fake
+    body = {"tenant": "demo", "profile_name": "w", "hrv_vector": [0.5] * 8}
+    assert conn("POST", "/profiles", body)[0] == 201
+    etag = conn("GET", "/profiles/demo/w")[1]["etag"]
+    trips = 0
+    for i in range(M):
+        before = _calls(client)
+        status, headers, _ = conn(
+            "PUT", "/profiles/demo/w", {"hrv_vector": [i / M] * 8}, {**KEY, "If-Match": etag}
+        )
+        trips += _calls(client) - before
+        assert status == 200
+        etag = headers["etag"]
+    assert trips == M
+    # Written meanwhile by another fake on the same Redis: this one's copy is stale.
+    with ServerThread(ServerConfig(db=":memory:", state=redis_url)) as other:
+        far = Conn(other.url)
+        assert far("PUT", "/profiles/demo/w", {"hrv_vector": [0.9] * 8})[0] == 200
+        before = _calls(client)
+        status, _, error = conn(
+            "PUT", "/profiles/demo/w", {"hrv_vector": [0.1] * 8}, {**KEY, "If-Match": etag}
+        )
+        # Refused on the stored version, which came back with the refusal (one round trip).
+        assert (status, error["error"]["code"], _calls(client) - before) == (412, "precondition_failed", 1)
+        assert far("PUT", "/profiles/demo/w", {"hrv_vector": [0.8] * 8})[0] == 200
+        far.close()
+    before = _calls(client)
+    assert conn("DELETE", "/profiles/demo/w")[0] == 204
+    assert _calls(client) - before == 2  # the stale copy, then the stored version
+    assert conn("GET", "/profiles/demo/w")[0] == 404
 
 
 def test_signed_requests_and_usage_reports_cost_one_round_trip(fake: tuple[Conn, redis.Redis]) -> None:
