@@ -30,7 +30,8 @@ class Generation:
             vector = await self._options(call, data.tenant, data.profile_name)
             return json_response(self._generate(call.caller, data.prompt, data, vector, call.rid))
 
-        return await self.idempotent(request, call, produce)
+        # Generating changes nothing: produced first, then kept (one round trip when shared).
+        return await self.idempotent(request, call, produce, pure=True)
 
     async def batch(self, request: Request, call: Call) -> Response:
         async def produce() -> Response:
@@ -57,7 +58,8 @@ class Generation:
                     )
             return json_response({"results": results})
 
-        return await self.idempotent(request, call, produce)
+        # Generating changes nothing: produced first, then kept (one round trip when shared).
+        return await self.idempotent(request, call, produce, pure=True)
 
     async def _options(self, call: Call, tenant: str | None, profile_name: str | None) -> list[float] | None:
         p = call.caller

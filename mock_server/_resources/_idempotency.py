@@ -32,8 +32,17 @@ class Idempotency:
         self.wall = wall
 
     async def __call__(
-        self, request: Request, call: Call, produce: Callable[[], Awaitable[Response]]
+        self,
+        request: Request,
+        call: Call,
+        produce: Callable[[], Awaitable[Response]],
+        *,
+        pure: bool = False,
     ) -> Response:
+        """``produce``'s answer, kept for repeats of the request's key. ``pure``: producing the
+        answer changes nothing (generation), so with a shared state it is produced first and
+        then kept (or the one kept before replayed) in one round trip, instead of a claim before
+        and a write after."""
         key = request.headers.get("idempotency-key")
         if key is None:
             return await produce()
@@ -46,6 +55,8 @@ class Idempotency:
         tenant = call.caller.tenant.name
         fingerprint = hashlib.sha256(f"{request.method} {request.url.path}\n".encode() + call.raw).hexdigest()
         state = self.state
+        if pure and state.shared:
+            return await self._produced_first(call, produce, tenant, key, fingerprint)
         while True:
             record = await state.claim_idempotency(tenant, key, call.ticket)
             if record is PENDING:
@@ -53,15 +64,7 @@ class Idempotency:
                 continue
             break
         if isinstance(record, IdempotencyRecord):
-            if not hmac.compare_digest(record.fingerprint, fingerprint):
-                raise ApiError(
-                    422,
-                    "this Idempotency-Key was used with a different request body",
-                    details=[{"loc": ["header", "Idempotency-Key"], "msg": "reused with a different body"}],
-                )
-            headers = dict(record.headers)
-            headers["Idempotent-Replayed"] = "true"
-            return Response(record.body, status_code=record.status, headers=headers)
+            return _replay(record, fingerprint)
         # This request holds the key until it has an answer.
         try:
             response = await produce()
@@ -78,3 +81,50 @@ class Idempotency:
         else:
             await state.release_idempotency(tenant, key)
         return response
+
+    async def _produced_first(
+        self,
+        call: Call,
+        produce: Callable[[], Awaitable[Response]],
+        tenant: str,
+        key: str,
+        fingerprint: str,
+    ) -> Response:
+        """The answer produced, then kept in one round trip unless the key has one already.
+        Repeats racing each other each produce an answer; the first one kept is the answer all
+        of them get (one answer, and producing changed nothing)."""
+        state = self.state
+        try:
+            response = await produce()
+        except ApiError:
+            # Not kept; but a key kept before answers with its record, or a 422 for another body,
+            # whatever this one's own error.
+            found = await state.find_idempotency(tenant, key, call.ticket)
+            if found is not None:
+                return _replay(found, fingerprint)
+            raise
+        if not 200 <= response.status_code < 300:
+            return response
+        kept = {k: v for k, v in response.headers.items() if k in _REPLAYED_HEADERS}
+        record = IdempotencyRecord(fingerprint, response.status_code, kept, bytes(response.body), self.wall())
+        while True:
+            kept_before = await state.keep_idempotency(tenant, key, record, call.ticket)
+            if kept_before is not PENDING:
+                break
+            await state.wait_idempotency(tenant, key)
+        if isinstance(kept_before, IdempotencyRecord):
+            return _replay(kept_before, fingerprint)
+        return response
+
+
+def _replay(record: IdempotencyRecord, fingerprint: str) -> Response:
+    """The kept answer again; a 422 when the request's body is another."""
+    if not hmac.compare_digest(record.fingerprint, fingerprint):
+        raise ApiError(
+            422,
+            "this Idempotency-Key was used with a different request body",
+            details=[{"loc": ["header", "Idempotency-Key"], "msg": "reused with a different body"}],
+        )
+    headers = dict(record.headers)
+    headers["Idempotent-Replayed"] = "true"
+    return Response(record.body, status_code=record.status, headers=headers)

@@ -152,6 +152,23 @@ class ApiState(ABC):
         """The stored record of ``key``; :data:`PENDING` while another request holds it;
         None: the caller now holds it and must :meth:`put_idempotency` or :meth:`release_idempotency`."""
 
+    async def keep_idempotency(
+        self, tenant: str, key: str, record: IdempotencyRecord, ticket: Ticket | None
+    ) -> IdempotencyRecord | object | None:
+        """Keep ``record`` as ``key``'s answer unless the key has one (returned, and kept) or is
+        held (:data:`PENDING`); None: kept. For answers that changed nothing to compute first:
+        a shared state does it in one round trip."""
+        found = await self.claim_idempotency(tenant, key, ticket)
+        if found is None:
+            await self.put_idempotency(tenant, key, record)
+        return found
+
+    @abstractmethod
+    async def find_idempotency(
+        self, tenant: str, key: str, ticket: Ticket | None
+    ) -> IdempotencyRecord | None:
+        """``key``'s kept answer, if it has one (held or not: this only looks)."""
+
     @abstractmethod
     async def wait_idempotency(self, tenant: str, key: str) -> None:
         """Until the request holding ``key`` may be done (then claim again)."""

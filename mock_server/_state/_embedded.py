@@ -149,6 +149,11 @@ class EmbeddedState(ApiState):
         self._held[(tenant, key)] = asyncio.Event()
         return None
 
+    async def find_idempotency(
+        self, tenant: str, key: str, ticket: Ticket | None
+    ) -> IdempotencyRecord | None:
+        return await self.store.idempotency_get(tenant, key, self._idempotency_ttl)
+
     async def wait_idempotency(self, tenant: str, key: str) -> None:
         """Until the request holding ``key`` is done (a concurrent repeat then replays it)."""
         held = self._held.get((tenant, key))

@@ -119,6 +119,13 @@ redis.call('SET', ARGV[4], '', 'PX', ARGV[5])
 return {1, tokens, false}
 """,
     "usage": "return {1, tokens, redis.call('HGETALL', ARGV[4])}",
+    # Keep a record unless the key has one or is held: false (kept), '' (held) or the record.
+    "keep": """
+local current = redis.call('GET', ARGV[4])
+if current then return {1, tokens, current} end
+redis.call('SET', ARGV[4], ARGV[5], 'EX', ARGV[6])
+return {1, tokens, false}
+""",
     "release": """
 if redis.call('GET', ARGV[4]) == '' then redis.call('DEL', ARGV[4]) end
 return {1, tokens}
@@ -557,6 +564,23 @@ class RedisState(ApiState):
         if raw == b"":
             return PENDING
         return _decode_record(raw)
+
+    async def keep_idempotency(
+        self, tenant: str, key: str, record: IdempotencyRecord, ticket: Ticket | None
+    ) -> IdempotencyRecord | object | None:
+        result = await self._run(
+            "keep", ticket, self._idem_key(tenant, key), _encode_record(record), self._idempotency_ttl
+        )
+        raw = result[2]
+        if raw is None:
+            return None
+        return PENDING if raw == b"" else _decode_record(raw)
+
+    async def find_idempotency(
+        self, tenant: str, key: str, ticket: Ticket | None
+    ) -> IdempotencyRecord | None:
+        raw = (await self._run("get", ticket, self._idem_key(tenant, key)))[2]
+        return None if not raw else _decode_record(raw)
 
     async def wait_idempotency(self, tenant: str, key: str) -> None:
         await asyncio.sleep(_POLL)

@@ -91,6 +91,33 @@ def test_writes_over_a_profile_this_process_has_seen_cost_one_round_trip(
     assert conn("GET", "/profiles/demo/w")[0] == 404
 
 
+def test_a_keyed_generation_costs_one_round_trip_first_time_and_again(fake: tuple[Conn, redis.Redis]) -> None:
+    """Generating changes nothing: the answer is produced, then kept (or the kept one replayed)
+    in one script, instead of a claim before and a write after."""
+    conn, client = fake
+    trips = []
+    for i in range(M):
+        keyed = {**KEY, "Idempotency-Key": f"g{i}"}
+        for replayed in (None, "true"):
+            before = _calls(client)
+            status, headers, _ = conn("POST", "/hr_generate", {"prompt": "p", "max_length": 8}, keyed)
+            trips.append(_calls(client) - before)
+            assert (status, headers.get("idempotent-replayed")) == (200, replayed)
+    assert trips == [1] * (2 * M)
+    keyed = {**KEY, "Idempotency-Key": "g0"}
+    status, _, error = conn("POST", "/hr_generate", {"prompt": "other", "max_length": 8}, keyed)
+    assert (status, error["error"]["message"]) == (
+        422,
+        "this Idempotency-Key was used with a different request body",
+    )
+    # An invalid body under a kept key is the same 422, as on the embedded fake.
+    status, _, error = conn("POST", "/hr_generate", {"prompt": ""}, keyed)
+    assert (status, error["error"]["message"]) == (
+        422,
+        "this Idempotency-Key was used with a different request body",
+    )
+
+
 def test_signed_requests_and_usage_reports_cost_one_round_trip(fake: tuple[Conn, redis.Redis]) -> None:
     """The replay check of a signature and the usage counters ride with the request's token."""
     conn, client = fake

@@ -251,6 +251,33 @@ def test_concurrent_repeats_of_one_key_through_several_processes_have_one_effect
     assert len({json.dumps(a[2], sort_keys=True) for a in answers}) == 1
 
 
+def test_concurrent_repeats_of_one_generation_key_through_several_processes_get_one_answer(
+    conns: list[Conn], other: ServerThread
+) -> None:
+    """Generation is produced first and then kept: the racers each produce one, and the first
+    one kept is what every one of them answers."""
+    far = Conn(other.url)
+    callers = [*conns, far]
+    keyed = {"X-API-Key": "demo-key", "Idempotency-Key": "race-gen"}
+    answers: list[tuple[int, dict[str, str], Any]] = []
+    go = threading.Barrier(len(callers))
+
+    def post(conn: Conn) -> None:
+        go.wait()
+        answers.append(conn("POST", "/hr_generate", {"prompt": "race", "max_length": 8}, keyed))
+
+    threads = [threading.Thread(target=post, args=(c,)) for c in callers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    far.close()
+    assert sorted(a[0] for a in answers) == [200] * 4
+    assert sum(a[1].get("idempotent-replayed") == "true" for a in answers) == 3
+    # Each answer names its request id; replays carry the kept one's: one answer for all.
+    assert len({json.dumps(a[2], sort_keys=True) for a in answers}) == 1
+
+
 def test_a_reset_through_one_process_refills_a_session_bucket_for_every_process(
     conns: list[Conn], other: ServerThread
 ) -> None:
