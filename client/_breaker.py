@@ -198,8 +198,8 @@ class CircuitBreaker:
         with self._lock:
             if ticket.generation != self._generation:
                 return  # admitted before the last transition: its outcome describes the past
-            now = self.policy.clock()
             if ticket.probe:
+                now = self.policy.clock()
                 self._in_flight -= 1
                 if failure:
                     self._move(BreakerState.OPEN, now, transitions)
@@ -220,8 +220,9 @@ class CircuitBreaker:
                     self._count >= self.policy.min_calls
                     and self._failures >= self.policy.failure_rate * self._count
                 ):
-                    self._move(BreakerState.OPEN, now, transitions)
-        self._notify(transitions)
+                    self._move(BreakerState.OPEN, self.policy.clock(), transitions)
+        if transitions:
+            self._notify(transitions)
 
     def release(self, ticket: Ticket) -> None:
         """Give back an admission whose call never produced an outcome."""

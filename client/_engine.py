@@ -285,9 +285,10 @@ class Engine:
                 credential=self.credential(cache_auth or auth, headers),
             )
         if lk is not None and not background:
-            hit = self.served_hit(lk, request_id)
-            if hit is not None:
-                return hit
+            if lk.response is not None:
+                hit = self.served_hit(lk, request_id)
+                if hit is not None:
+                    return hit
             if lk.request_headers is not getattr(lk, "caller_headers", None):
                 # Validators the cache adds (the common miss sends the caller's headers as is).
                 for name, value in lk.request_headers:
@@ -298,7 +299,7 @@ class Engine:
                 request_id = headers[id_header] = new_request_id()
             if retry.wants_key(method, url) and retry.idempotency_header not in headers:
                 headers[retry.idempotency_header] = str(uuid.uuid4())
-        deadline = self.policies.timeouts.deadline()
+        deadline = self.policies.timeouts.deadline(started)
         state = RetryState(
             method,
             url,
@@ -337,17 +338,16 @@ class Engine:
             else:
                 try:
                     if bucket is not None:
-                        wait = bucket.reserve(deadline)
+                        # A token (waiting for its slot), then admission (waiting out a server's
+                        # pause, or for answers while as many are in flight as remain).
+                        wait = bucket.take(deadline)
                         this_wait = 0.0
                         try:
-                            while True:
-                                if wait > 0:
-                                    yield Sleep(wait, "rate limit")
-                                    this_wait += wait
+                            while wait > 0:
+                                yield Sleep(wait, "rate limit")
+                                this_wait += wait
                                 wait = bucket.admit(deadline)
-                                if wait <= 0:
-                                    admitted = True
-                                    break
+                            admitted = True
                         except BaseException:
                             # Cancelled, or the server's pause crosses the deadline: the token
                             # was never used.

@@ -130,29 +130,44 @@ class TokenBucket:
         Raises :class:`DeadlineExceeded` at once when the token would come after ``deadline``,
         and :class:`RateLimited` at once when waiting is needed and the policy does not block.
         """
-        policy = self.policy
         with self._lock:
-            now = policy.clock()
-            self._refill(now)
-            ready_at = now if self._tokens >= 1 else now + (1 - self._tokens) / policy.rate
-            if self._paused_until > ready_at:
-                ready_at = self._paused_until
-            wait = ready_at - now
-            if wait > 0:
-                if not policy.block:
-                    raise RateLimited(
-                        f"client-side rate limit for {self.host or 'host'}: next slot in {wait:.3f} s",
-                        status=0,
-                        retry_after=wait,
-                    )
-                if not (deadline or _NO_DEADLINE).allows(wait):
-                    raise DeadlineExceeded(
-                        f"client-side rate limit for {self.host or 'host'}: "
-                        f"next slot in {wait:.3f} s, after the deadline"
-                    )
-                self.waits += 1
-            self._tokens -= 1
+            return self._reserve(self.policy.clock(), deadline)
+
+    def _reserve(self, now: float, deadline: Deadline | None) -> float:
+        policy = self.policy
+        self._refill(now)
+        ready_at = now if self._tokens >= 1 else now + (1 - self._tokens) / policy.rate
+        if self._paused_until > ready_at:
+            ready_at = self._paused_until
+        wait = ready_at - now
+        if wait > 0:
+            if not policy.block:
+                raise RateLimited(
+                    f"client-side rate limit for {self.host or 'host'}: next slot in {wait:.3f} s",
+                    status=0,
+                    retry_after=wait,
+                )
+            if not (deadline or _NO_DEADLINE).allows(wait):
+                raise DeadlineExceeded(
+                    f"client-side rate limit for {self.host or 'host'}: "
+                    f"next slot in {wait:.3f} s, after the deadline"
+                )
+            self.waits += 1
+        self._tokens -= 1
         return max(0.0, wait)
+
+    def take(self, deadline: Deadline | None = None) -> float:
+        """:meth:`reserve`, then at once :meth:`admit` when no wait is due, under one lock (the
+        common case, a token at hand: one lock and one clock reading instead of two). 0 when
+        the request may go now (counted in flight until :meth:`done`); else the seconds to wait
+        before asking :meth:`admit`. Raises as they do; the token is taken either way (give it
+        back with :meth:`cancel` if the request is not sent)."""
+        with self._lock:
+            now = self.policy.clock()
+            wait = self._reserve(now, deadline)
+            if wait > 0:
+                return wait
+            return self._admit(now, deadline)
 
     def pause_left(self, deadline: Deadline | None = None) -> float:
         """Seconds left of a pause the server announced (0: none); a pause that would cross
@@ -178,36 +193,37 @@ class TokenBucket:
         server said remain (their answers will say more). A wait crossing ``deadline`` raises
         :class:`DeadlineExceeded`."""
         with self._lock:
-            now = self.policy.clock()
-            wait = self._paused_until - now
-            if wait > 0:
-                if not (deadline or _NO_DEADLINE).allows(wait):
-                    raise DeadlineExceeded(
-                        f"client-side rate limit for {self.host or 'host'}: "
-                        f"server pause ends in {wait:.3f} s, after the deadline"
-                    )
-                return wait
-            remaining = self._remaining
-            if self._in_flight > 0 and (
-                self._in_flight >= self._cap
-                or (
-                    remaining is not None
-                    and self._in_flight >= remaining
-                    and now - self._remaining_at < REMAINING_TTL
+            return self._admit(self.policy.clock(), deadline)
+
+    def _admit(self, now: float, deadline: Deadline | None) -> float:
+        wait = self._paused_until - now
+        if wait > 0:
+            if not (deadline or _NO_DEADLINE).allows(wait):
+                raise DeadlineExceeded(
+                    f"client-side rate limit for {self.host or 'host'}: "
+                    f"server pause ends in {wait:.3f} s, after the deadline"
                 )
-            ):
-                self._gated += 1
-                wait = min(MAX_POLL, IN_FLIGHT_POLL * (1 + self._gated // 8))
-            else:
-                self._in_flight += 1
-                self._gated = 0
-                return 0.0
-        if not (deadline or _NO_DEADLINE).allows(wait):
-            raise DeadlineExceeded(
-                f"client-side rate limit for {self.host or 'host'}: {remaining} request(s) remain "
-                "and as many are in flight; no answer before the deadline"
+            return wait
+        remaining = self._remaining
+        if self._in_flight > 0 and (
+            self._in_flight >= self._cap
+            or (
+                remaining is not None
+                and self._in_flight >= remaining
+                and now - self._remaining_at < REMAINING_TTL
             )
-        return wait
+        ):
+            self._gated += 1
+            wait = min(MAX_POLL, IN_FLIGHT_POLL * (1 + self._gated // 8))
+            if not (deadline or _NO_DEADLINE).allows(wait):
+                raise DeadlineExceeded(
+                    f"client-side rate limit for {self.host or 'host'}: {remaining} request(s) remain "
+                    "and as many are in flight; no answer before the deadline"
+                )
+            return wait
+        self._in_flight += 1
+        self._gated = 0
+        return 0.0
 
     def done(self) -> None:
         """An admitted request got its answer (or failed): it is no longer in flight."""

@@ -31,11 +31,11 @@ class Timeouts:
         if self.total is not None:
             object.__setattr__(self, "total", to_seconds("Timeouts.total", self.total, allow_zero=False))
 
-    def deadline(self) -> Deadline:
-        """A deadline starting now."""
+    def deadline(self, now: float | None = None) -> Deadline:
+        """A deadline starting now (``now``: this clock's reading, when the caller has it)."""
         if self.total is None:
             return Deadline(None, self.clock)
-        return Deadline(self.clock() + self.total, self.clock)
+        return Deadline((self.clock() if now is None else now) + self.total, self.clock)
 
     def for_attempt(self, deadline: Deadline) -> tuple[float, float]:
         """``(connect, read)`` for the next attempt, clipped to the time left."""

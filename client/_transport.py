@@ -652,7 +652,7 @@ class ResilientSession(_Driver, requests.Session):
                     # prepared request to send in the background); the lookup is reused.
                     final = (
                         None
-                        if lookup.background and engine.background
+                        if lookup.response is None or (lookup.background and engine.background)
                         else engine.served_hit(lookup, view.get("X-Request-ID"))
                     )
                     if final is not None and final.served is not None:

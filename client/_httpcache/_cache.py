@@ -95,6 +95,25 @@ class HttpCache:
         method = method.upper()
         headers = as_headers(request_headers)
         key, _ = _key(url, credential)
+        if method in self.policy.methods and method in ("GET", "HEAD") and not self._store.variants(key):
+            for name, _value in headers:
+                if name.lower() == "cache-control":
+                    break
+            else:
+                # Nothing stored for the URL, and no request directive (no-store,
+                # only-if-cached) to obey: a miss sending the request as it is, whatever else it
+                # carries (its own conditionals go as they are; there is no validator to add).
+                # The most common answer, made without the helper below.
+                return Lookup(
+                    action=Action.MISS,
+                    response=None,
+                    request_headers=headers,
+                    method=method,
+                    url=url,
+                    caller_headers=headers,
+                    key=key,
+                    now=now,
+                )
 
         def answer(
             action: Action,
@@ -121,11 +140,6 @@ class HttpCache:
 
         if method not in self.policy.methods or method not in ("GET", "HEAD"):
             return answer(Action.BYPASS, None, headers)
-        if not self._store.variants(key) and not any(name.lower() == "cache-control" for name, _ in headers):
-            # Nothing stored for the URL, and no request directive (no-store, only-if-cached)
-            # to obey: a miss sending the request as it is, whatever else it carries (its own
-            # conditionals go as they are; there is no validator to add).
-            return answer(Action.MISS, None, headers)
         req = RequestView(headers)
         if req.no_store:
             # The old cache's rule, kept: a caller asking for no-store neither reads nor writes.

@@ -84,9 +84,14 @@ class ServedResponse:
         return None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, eq=False)
 class Lookup:
-    """The cache's answer to a request; pass it back to ``on_response`` / ``on_error``."""
+    """The cache's answer to a request; pass it back to ``on_response`` / ``on_error``.
+
+    Treat it as read-only. It is made on every call that may be cached, so it is not a frozen
+    dataclass: that ``__init__`` sets each of its eleven fields through ``object.__setattr__``,
+    three times the cost of a plain one (and one lookup is never compared with another).
+    """
 
     action: Action
     response: ServedResponse | None
