@@ -134,7 +134,10 @@ def _hold_left() -> float:
     hold = _HOLD.get()
     if hold is None:
         return 0.0
-    wait = hold.paused_until - time.monotonic()  # a float read: no lock on every write
+    paused_until = hold.paused_until  # a float read: no lock on every write
+    if not paused_until:  # the host never asked for a pause: no clock reading
+        return 0.0
+    wait = paused_until - time.monotonic()
     if wait > 0:
         until = _DEADLINE.get()
         if until is not None and time.monotonic() + wait >= until:
@@ -321,11 +324,10 @@ def _sync_headers(request: httpx.Request, neutral: Request) -> None:
     touched.clear()
 
 
-def _timeout_extension(request: httpx.Request, action: Send) -> None:
+def _timeout_extension(request: httpx.Request, action: Send, left: float) -> None:
     """The attempt's timeouts for httpx: connect and read as the engine clipped them, writes like
     reads, and a wait for a pooled connection bounded by the call's deadline only (waiting for a
-    connection is this client's own queue, not the host's slowness)."""
-    left = action.deadline.remaining()
+    connection is this client's own queue, not the host's slowness; ``left``: its time left)."""
     request.extensions = {
         **request.extensions,
         "timeout": {
@@ -617,8 +619,8 @@ class ResilientTransport(_Base, httpx.BaseTransport):
             else:
                 _sync_url(request, neutral, sent_url)
                 target = request
-            _timeout_extension(target, action)
             until = action.deadline.remaining()
+            _timeout_extension(target, action, until)
             token = _DEADLINE.set(time.monotonic() + until if until != float("inf") else None)
             held = _HOLD.set(self._hold(action))
             try:
@@ -850,8 +852,8 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
             else:
                 _sync_url(request, neutral, sent_url)
                 target = request
-            _timeout_extension(target, action)
             until = action.deadline.remaining()
+            _timeout_extension(target, action, until)
             token = _DEADLINE.set(time.monotonic() + until if until != float("inf") else None)
             held = _HOLD.set(self._hold(action))
             slots = self._slots_here()
