@@ -14,18 +14,21 @@ throughput ratio towards 1.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
 import statistics
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import redis
 import requests
 
-from bench._load import LoadResult, generator, measure
+from bench._load import LoadResult, _wrk, generator, measure
 from bench._servers import bare, fake, free_port
 
 PROFILE = {"tenant": "demo", "profile_name": "bench", "hrv_vector": [0.5] * 8, "metadata": {"k": "v"}}
@@ -133,6 +136,25 @@ def _redis_server(port: int) -> subprocess.Popen[bytes]:
             time.sleep(0.05)
 
 
+def _scripts(port: int) -> int:
+    """Scripts redis-server has run: what a request's round trip runs (the API's operation with
+    its token, or a fault arrival). Batched journal, metrics and usage writes are plain commands."""
+    client = redis.Redis(port=port)
+    try:
+        stats: Any = client.info("commandstats")
+    finally:
+        client.close()
+    return sum(int(stats.get(f"cmdstat_{n}", {}).get("calls", 0)) for n in ("evalsha", "eval"))
+
+
+def _round_trips(redis_port: int, port: int, path: str, headers: dict[str, str] | None) -> float:
+    """Scripts redis-server runs per request answered, over a 1-second run of 8 connections
+    (at most 8 requests in flight at its end are counted by Redis and not by wrk)."""
+    before = _scripts(redis_port)
+    done = _wrk(f"http://127.0.0.1:{port}{path}", 8, 1, headers)
+    return round((_scripts(redis_port) - before) / max(1, done.requests), 3)
+
+
 def run_scale(duration: float = 3.0, rounds: int = 3, connections: int = 32) -> dict[str, Any]:
     """1 worker against 2, embedded state against Redis, each fake from the CLI, same rounds."""
     host = "127.0.0.1"
@@ -141,9 +163,17 @@ def run_scale(duration: float = 3.0, rounds: int = 3, connections: int = 32) -> 
     redis_port = free_port()
     redis_proc = _redis_server(redis_port)
     state = f"redis://127.0.0.1:{redis_port}/0"
+    folder = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    # A rule that matches every request and never fires: each request is counted for it.
+    never = folder / "never.json"
+    never.write_text(
+        json.dumps({"rules": [{"id": "never", "after": 10**9, "fault": {"type": "status", "status": 503}}]})
+    )
     configs = {
         "1 worker, embedded": (),
         "1 worker, Redis": ("--state", state),
+        # Its own database: rules are shared by every fake on one.
+        "1 worker, Redis, rule": ("--state", state[:-1] + "1", "--faults", str(never)),
         "2 workers, Redis": ("--workers", "2", "--state", state),
     }
     cases = {
@@ -178,17 +208,24 @@ def run_scale(duration: float = 3.0, rounds: int = 3, connections: int = 32) -> 
                                 pid=pids,
                             )
                         )
+                trips = {
+                    name: _round_trips(redis_port, server.port, path, headers)
+                    for name, server in servers.items()
+                    if "Redis" in name
+                }
                 figures["cases"][case] = {
                     name: {
                         "rps": round(_median(rs, "rps"), 1),
                         "cpu_us_per_request": round(_median(rs, "cpu_us"), 1),
                         "non_2xx": sum(r.errors for r in rs),
+                        "redis_round_trips_per_request": trips.get(name),
                     }
                     for name, rs in results.items()
                 }
     finally:
         redis_proc.terminate()
         redis_proc.wait(timeout=10)
+        shutil.rmtree(folder, ignore_errors=True)
     figures["wiremock"] = run_wiremock(duration=duration, rounds=rounds, connections=connections)
     return figures
 
@@ -282,13 +319,17 @@ def report_scale(figures: dict[str, Any]) -> str:
         f"Scale-out: 1 worker vs 2, embedded state vs Redis ({figures['generator']},"
         f" {figures['connections']} keep-alive connections; 2 cores, the load generator takes one;"
         " CPU is the server's own, workers and redis-server included)",
-        f"{'case':42} {'server':20} {'rps':>8} {'CPU/request':>12} {'non-2xx':>8}",
+        f"{'case':42} {'server':22} {'rps':>8} {'CPU/request':>12} {'non-2xx':>8} {'Redis trips':>12}",
     ]
     for case, by_server in figures["cases"].items():
         for name, f in by_server.items():
+            trips = f.get("redis_round_trips_per_request")
+            shown = "" if trips is None else f"{trips:.3f}"
             lines.append(
-                f"{case:42} {name:20} {f['rps']:>8.0f} {f['cpu_us_per_request']:>9.1f} us {f['non_2xx']:>8}"
+                f"{case:42} {name:22} {f['rps']:>8.0f} {f['cpu_us_per_request']:>9.1f} us {f['non_2xx']:>8}"
+                f" {shown:>12}"
             )
+    lines.append("(1 worker, Redis, rule: a rule that matches every request and never fires)")
     wm = figures.get("wiremock", {})
     if "skipped" in wm:
         lines.append(f"WireMock anchor: skipped ({wm['skipped']})")

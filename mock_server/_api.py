@@ -44,6 +44,7 @@ from ._traffic import Traffic
 from ._untrusted import BodyTooLarge, read_body
 
 VERSION = "6.0.0"
+_STATEFUL = ("/profiles", "/hr_generate", "/oauth/", "/analytics/")
 Route_ = Callable[[Request], Awaitable[Response]]
 
 
@@ -111,6 +112,12 @@ class Api:
         self._replay_ttl = 2 * config.signature_window + 1
 
     # -- application ---------------------------------------------------------------------
+    @staticmethod
+    def stateful(path: str) -> bool:
+        """Whether requests to ``path`` may reach the state (``/health`` and ``/openapi.json``
+        never do): the fault layer leaves their arrival to the state's first round trip."""
+        return path.startswith(_STATEFUL)
+
     def app(self) -> Starlette:
         e = self._endpoint
         profiles = self.profiles

@@ -58,7 +58,7 @@ def build(
         # Shared buckets are refilled once, by the process that got the reset, before it answers.
         on_reset_shared=api.reset_shared_limits,
         # The API's state sends a request's fault arrival with its first operation: one round trip.
-        defer_arrival=True,
+        defer_arrival=api.stateful,
     )
     return (layer if origins is None else Cors(layer, origins)), api
 

@@ -68,6 +68,10 @@ def _no_tenant(headers: Mapping[str, str]) -> str | None:
     return None
 
 
+def _always(path: str) -> bool:
+    return True
+
+
 def is_loopback(host: str | None) -> bool:
     """Whether ``host`` (a scope's client address) is this machine."""
     if host is None:
@@ -117,7 +121,9 @@ class FaultLayer:
 
     ``defer_arrival`` (with a shared state) says that ``app`` carries a request's fault arrival in
     its first round trip to the same store (see :mod:`mock_server._prelude`): the fake's API does;
-    a proxy's upstream cannot, since it acts before anything could be counted.
+    a proxy's upstream cannot, since it acts before anything could be counted. A function of the
+    path says it for some paths only: those whose requests make a round trip of their own (for
+    the others, the arrival alone is that one round trip, without the prelude's cost).
     """
 
     def __init__(
@@ -143,7 +149,7 @@ class FaultLayer:
         redis_prefix: str = "mock:f:",
         on_reset_shared: Callable[[str | None], Awaitable[None]] | None = None,
         docs: bool = True,
-        defer_arrival: bool = False,
+        defer_arrival: bool | Callable[[str], bool] = False,
     ) -> None:
         self.app = app
         if state is None and redis is not None:
@@ -175,7 +181,9 @@ class FaultLayer:
             )
         self.state = state
         self._shared = state if state.shared else None
-        self._defer = defer_arrival
+        self._defer: Callable[[str], bool] | None = (
+            defer_arrival if callable(defer_arrival) else (_always if defer_arrival else None)
+        )
         # The request path reads these on every request: plain attributes, not properties.
         self.engine: Engine = state.engine
         self.journal: Journal = state.journal
@@ -256,7 +264,7 @@ class FaultLayer:
         decision: Decision | None = None
         header_fault = headers.get("x-mock-fault") if self.allow_fault_header else None
         shared = self._shared
-        if shared is not None and self._defer and header_fault is None:
+        if shared is not None and header_fault is None and self._defer is not None and self._defer(path):
             await self._serve_deferred(
                 scope, receive, send, shared, rid, client_given, session, tenant, started, arrived_at, headers
             )

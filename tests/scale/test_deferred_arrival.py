@@ -101,8 +101,13 @@ def test_a_fault_that_answers_first_is_not_a_failed_login(fake: ServerThread, co
     assert _attempt(fake.url, "GET", "/profiles/demo/p", None, dict(KEY)) == 404
 
 
-def test_a_request_that_reaches_no_route_still_gets_its_fault(fake: ServerThread, conn: Conn) -> None:
-    rule = {"id": "gone", "match": {"path": "/nowhere"}, "fault": {"type": "status", "status": 418}}
+@pytest.mark.parametrize("path", ["/nowhere", "/profiles/a/b/c"])
+def test_a_request_that_reaches_no_route_still_gets_its_fault(
+    fake: ServerThread, conn: Conn, path: str
+) -> None:
+    """Under /profiles the arrival waits for a state operation that never comes: it is sent when
+    the 404 starts, and the fault goes instead."""
+    rule = {"id": "gone", "match": {"path": path}, "fault": {"type": "status", "status": 418}}
     assert conn("POST", "/__admin/faults", rule, {})[0] == 201
-    assert _attempt(fake.url, "GET", "/nowhere") == 418
-    assert _attempt(fake.url, "GET", "/elsewhere") == 404
+    assert _attempt(fake.url, "GET", path) == 418
+    assert _attempt(fake.url, "GET", path + "x") == 404
