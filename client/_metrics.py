@@ -8,12 +8,25 @@ turns them into sentences naming the setting to change.
 from __future__ import annotations
 
 import threading
-from collections import Counter
 from dataclasses import dataclass, field
 
 from ._breaker import BreakerState, BreakerTransition
 
 __all__ = ["Metrics", "MetricsSnapshot"]
+
+# Every counter bumped with ``+=`` below (the others through ``dict.get``).
+_PER_CALL = (
+    "requests",
+    "attempts",
+    "retries",
+    "failures",
+    "cache_hits",
+    "attempt_statuses",
+    "server_throttled",
+    "rate_limit_waits",
+    "breaker_transitions",
+    "breaker_opens",
+)
 
 
 def _pct(ordered: list[float], q: float) -> float:
@@ -68,9 +81,11 @@ class Metrics:
         self._latencies: list[float] = []
         self._next = 0
         self.read_timeout = read_timeout
-        self._c: Counter[str] = Counter()
-        self._statuses: Counter[int] = Counter()
-        self._errors: Counter[str] = Counter()
+        # Plain dicts (a Counter's item access is a subclass's, slower on every call); the counts
+        # every call bumps start at 0, so their updates are plain look-ups.
+        self._c: dict[str, int] = dict.fromkeys(_PER_CALL, 0)
+        self._statuses: dict[int, int] = {}
+        self._errors: dict[str, int] = {}
         self._wait_seconds = 0.0
 
     def _latency(self, seconds: float) -> None:
@@ -95,35 +110,40 @@ class Metrics:
             c = self._c
             c["requests"] += 1
             if counter is not None:
-                c[counter] += 1
+                c[counter] = c.get(counter, 0) + 1
             c["attempts"] += attempts
             if attempts > 1:
                 c["retries"] += attempts - 1
             if status is not None:
-                self._statuses[status] += 1
+                statuses = self._statuses
+                statuses[status] = statuses.get(status, 0) + 1
             if error is not None:
                 c["failures"] += 1
-                self._errors[error] += 1
-            self._latency(latency)
+                self._errors[error] = self._errors.get(error, 0) + 1
+            latencies = self._latencies
+            if len(latencies) < self._size:
+                latencies.append(latency)
+            else:
+                self._latency(latency)
 
     def record_hit(self, latency: float = 0.0) -> None:
         """A logical request answered by a fresh cache entry."""
         with self._lock:
             self._c["requests"] += 1
             self._c["cache_hits"] += 1
-            self._statuses[200] += 1
+            self._statuses[200] = self._statuses.get(200, 0) + 1
             self._latency(latency)
 
     def incr(self, name: str, amount: int = 1) -> None:
         """Bump a named counter (``cache_misses``, ``cache_revalidations``, ``breaker_rejections``...)."""
         with self._lock:
-            self._c[name] += amount
+            self._c[name] = self._c.get(name, 0) + amount
 
     def record_body_error(self, error: str) -> None:
         """A streamed body failed after its call was counted (the head was an answer)."""
         with self._lock:
             self._c["failures"] += 1
-            self._errors[error] += 1
+            self._errors[error] = self._errors.get(error, 0) + 1
 
     def record_status(self, status: int) -> None:
         """An attempt's response status (retried attempts included)."""
