@@ -17,8 +17,8 @@ from starlette.responses import Response
 
 from .._errors import ApiError
 from .._openapi import IDEMPOTENCY_PATTERN
-from .._state import PENDING, ApiState
-from .._store import IdempotencyRecord
+from .._state import PENDING, ApiState, Keep, KeptBefore
+from .._store import IdempotencyRecord, Profile
 from ._common import Call
 
 IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_PATTERN)
@@ -38,11 +38,14 @@ class Idempotency:
         produce: Callable[[], Awaitable[Response]],
         *,
         pure: bool = False,
+        writes: Callable[[Keeper], Awaitable[Response]] | None = None,
     ) -> Response:
         """``produce``'s answer, kept for repeats of the request's key. ``pure``: producing the
         answer changes nothing (generation), so with a shared state it is produced first and
         then kept (or the one kept before replayed) in one round trip, instead of a claim before
-        and a write after."""
+        and a write after. ``writes``: ``produce`` as one state write that can keep the answer
+        itself (given a :class:`Keeper`; it raises ``KeptBefore`` when the key had one): with
+        a shared state, that one round trip is all."""
         key = request.headers.get("idempotency-key")
         if key is None:
             return await produce()
@@ -57,6 +60,8 @@ class Idempotency:
         state = self.state
         if pure and state.shared:
             return await self._produced_first(call, produce, tenant, key, fingerprint)
+        if writes is not None and state.shared:
+            return await self._kept_with_write(call, writes, Keeper(key, fingerprint, self.wall), tenant)
         while True:
             record = await state.claim_idempotency(tenant, key, call.ticket)
             if record is PENDING:
@@ -72,12 +77,7 @@ class Idempotency:
             await state.release_idempotency(tenant, key)
             raise
         if 200 <= response.status_code < 300:
-            kept = {k: v for k, v in response.headers.items() if k in _REPLAYED_HEADERS}
-            await state.put_idempotency(
-                tenant,
-                key,
-                IdempotencyRecord(fingerprint, response.status_code, kept, bytes(response.body), self.wall()),
-            )
+            await state.put_idempotency(tenant, key, _record(response, fingerprint, self.wall()))
         else:
             await state.release_idempotency(tenant, key)
         return response
@@ -105,8 +105,7 @@ class Idempotency:
             raise
         if not 200 <= response.status_code < 300:
             return response
-        kept = {k: v for k, v in response.headers.items() if k in _REPLAYED_HEADERS}
-        record = IdempotencyRecord(fingerprint, response.status_code, kept, bytes(response.body), self.wall())
+        record = _record(response, fingerprint, self.wall())
         while True:
             kept_before = await state.keep_idempotency(tenant, key, record, call.ticket)
             if kept_before is not PENDING:
@@ -115,6 +114,51 @@ class Idempotency:
         if isinstance(kept_before, IdempotencyRecord):
             return _replay(kept_before, fingerprint)
         return response
+
+    async def _kept_with_write(
+        self, call: Call, writes: Callable[[Keeper], Awaitable[Response]], keeper: Keeper, tenant: str
+    ) -> Response:
+        """The answer of a write that keeps it under the key in its own round trip; the answer
+        kept before when the key had one (one effect, one answer)."""
+        state = self.state
+        while True:
+            try:
+                return await writes(keeper)
+            except KeptBefore as kept:
+                if kept.record is not None:
+                    return _replay(kept.record, keeper.fingerprint)
+                await state.wait_idempotency(tenant, keeper.key)  # held by a request still running
+            except ApiError:
+                # Not kept (nothing was written); a key kept before answers with its record, or
+                # a 422 for another body, whatever this one's own error.
+                found = await state.find_idempotency(tenant, keeper.key, call.ticket)
+                if found is not None:
+                    return _replay(found, keeper.fingerprint)
+                raise
+
+
+class Keeper:
+    """What a write needs to keep its answer under the request's ``Idempotency-Key``."""
+
+    __slots__ = ("key", "fingerprint", "_wall")
+
+    def __init__(self, key: str, fingerprint: str, wall: Callable[[], float]) -> None:
+        self.key = key
+        self.fingerprint = fingerprint
+        self._wall = wall
+
+    def keep(self, answer: Callable[[Profile], Response]) -> Keep:
+        """A :class:`Keep` for a write whose answer, for the profile written, is ``answer``."""
+
+        def record_of(profile: Profile) -> IdempotencyRecord:
+            return _record(answer(profile), self.fingerprint, self._wall())
+
+        return Keep(self.key, record_of)
+
+
+def _record(response: Response, fingerprint: str, now: float) -> IdempotencyRecord:
+    kept = {k: v for k, v in response.headers.items() if k in _REPLAYED_HEADERS}
+    return IdempotencyRecord(fingerprint, response.status_code, kept, bytes(response.body), now)
 
 
 def _replay(record: IdempotencyRecord, fingerprint: str) -> Response:

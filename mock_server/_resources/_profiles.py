@@ -25,7 +25,7 @@ from .._state import ApiState
 from .._state._embedded import etag_matches
 from .._store import Profile, Store
 from ._common import JSON, Call, dumps, json_body
-from ._idempotency import Idempotency
+from ._idempotency import Idempotency, Keeper
 
 
 def validators(profile: Profile) -> dict[str, str]:
@@ -102,18 +102,21 @@ class Profiles:
         return Response(body, headers=headers, media_type=JSON)
 
     async def create(self, request: Request, call: Call) -> Response:
-        async def produce() -> Response:
+        async def writes(keeper: Keeper | None) -> Response:
             data = json_body(request, call.raw, ProfileIn)
             if data.tenant != call.caller.tenant.name:
                 raise ApiError(403, "tenant must be your own tenant")
+            keep = None if keeper is None else keeper.keep(_created)
             profile = await self.state.create_profile(
-                data.tenant, data.profile_name, data.hrv_vector, data.metadata or {}, call.ticket
+                data.tenant, data.profile_name, data.hrv_vector, data.metadata or {}, call.ticket, keep
             )
-            headers = validators(profile)
-            headers["Location"] = f"/profiles/{profile.tenant}/{profile.name}"
-            return Response(profile.body, status_code=201, headers=headers, media_type=JSON)
+            return _created(profile)
 
-        return await self.idempotent(request, call, produce)
+        async def produce() -> Response:
+            return await writes(None)
+
+        # With a shared state, a keyed create keeps its answer in the write's own round trip.
+        return await self.idempotent(request, call, produce, writes=writes)
 
     def _answer(self, request: Request, profile: Profile | None, name: str) -> Response:
         if profile is None:
@@ -155,3 +158,10 @@ class Profiles:
         tenant, name = own(call.caller, request)
         await self.state.delete_profile(tenant, name, request.headers.get("if-match"), call.ticket)
         return Response(status_code=204)
+
+
+def _created(profile: Profile) -> Response:
+    """The 201 of a created profile."""
+    headers = validators(profile)
+    headers["Location"] = f"/profiles/{profile.tenant}/{profile.name}"
+    return Response(profile.body, status_code=201, headers=headers, media_type=JSON)

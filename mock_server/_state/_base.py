@@ -16,7 +16,7 @@ operation happened.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._errors import ApiError
@@ -78,6 +78,26 @@ def state_unavailable(where: str) -> ApiError:
 PENDING = object()
 
 
+class Keep:
+    """An ``Idempotency-Key`` answer kept in the same round trip as the write that makes it (a
+    shared state's keyed create): ``record_of`` gives the record for the written profile."""
+
+    __slots__ = ("key", "record_of")
+
+    def __init__(self, key: str, record_of: Callable[[Profile], IdempotencyRecord]) -> None:
+        self.key = key
+        self.record_of = record_of
+
+
+class KeptBefore(Exception):
+    """The key of a :class:`Keep` had an answer already (``record``), or is held by a request
+    still running (``record`` None: wait, then try again). Nothing was written."""
+
+    def __init__(self, record: IdempotencyRecord | None) -> None:
+        super().__init__("the Idempotency-Key has an answer already")
+        self.record = record
+
+
 class ApiState(ABC):
     """Profiles, idempotency records, OAuth tokens, rate-limit buckets and usage counters."""
 
@@ -122,9 +142,16 @@ class ApiState(ABC):
 
     @abstractmethod
     async def create_profile(
-        self, tenant: str, name: str, hrv: Sequence[float], metadata: dict[str, Any], ticket: Ticket | None
+        self,
+        tenant: str,
+        name: str,
+        hrv: Sequence[float],
+        metadata: dict[str, Any],
+        ticket: Ticket | None,
+        keep: Keep | None = None,
     ) -> Profile:
-        """The new profile; a 409 ApiError if the name is taken."""
+        """The new profile; a 409 ApiError if the name is taken. ``keep`` (a shared state only)
+        keeps the answer for its key with the write, or raises :class:`KeptBefore`."""
 
     @abstractmethod
     async def update_profile(

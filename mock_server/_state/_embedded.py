@@ -17,7 +17,7 @@ from .._errors import ApiError
 from .._ratelimit import RateLimiter, Verdict
 from .._store import IdempotencyRecord, Profile, Store
 from .._traffic import Traffic
-from ._base import PENDING, ApiState, Ticket
+from ._base import PENDING, ApiState, Keep, Ticket
 
 
 def check_if_match(if_match: str | None, profile: Profile) -> None:
@@ -98,8 +98,15 @@ class EmbeddedState(ApiState):
         return self.store.page(tenant, after, limit)
 
     async def create_profile(
-        self, tenant: str, name: str, hrv: Sequence[float], metadata: dict[str, Any], ticket: Ticket | None
+        self,
+        tenant: str,
+        name: str,
+        hrv: Sequence[float],
+        metadata: dict[str, Any],
+        ticket: Ticket | None,
+        keep: Keep | None = None,
     ) -> Profile:
+        assert keep is None, "the embedded state claims keys before it writes"
         store = self.store
         async with store.write_lock:
             if store.get(tenant, name) is not None:

@@ -38,7 +38,16 @@ from .._ratelimit import RateLimiter, Verdict
 from .._store import IdempotencyRecord, Profile
 from .._traffic import Traffic
 from .._untrusted import session_id
-from ._base import PENDING, ApiState, Refused, Ticket, replayed_signature, state_unavailable
+from ._base import (
+    PENDING,
+    ApiState,
+    Keep,
+    KeptBefore,
+    Refused,
+    Ticket,
+    replayed_signature,
+    state_unavailable,
+)
 from ._connect import shown
 from ._embedded import check_if_match, not_found
 from ._pipe import CommandPipe
@@ -93,6 +102,17 @@ return {1, tokens, names, values}
 if redis.call('EXISTS', ARGV[4]) == 1 then return {1, tokens, 0} end
 redis.call('SET', ARGV[4], ARGV[7])
 redis.call('ZADD', ARGV[5], 0, ARGV[6])
+return {1, tokens, 1}
+""",
+    # A keyed create: the key's answer (or '' while held) if it has one, else the create and,
+    # when it happened, its answer kept under the key: 2 and the answer, 0 taken, 1 done.
+    "create_kept": """
+local kept = redis.call('GET', ARGV[8])
+if kept then return {1, tokens, 2, kept} end
+if redis.call('EXISTS', ARGV[4]) == 1 then return {1, tokens, 0} end
+redis.call('SET', ARGV[4], ARGV[7])
+redis.call('ZADD', ARGV[5], 0, ARGV[6])
+redis.call('SET', ARGV[8], ARGV[9], 'EX', ARGV[10])
 return {1, tokens, 1}
 """,
     # Compare-and-set on the version: 1 done, 0 gone, -1 and the current value: the version was
@@ -455,18 +475,25 @@ class RedisState(ApiState):
         return profiles, len(names) > limit
 
     async def create_profile(
-        self, tenant: str, name: str, hrv: Sequence[float], metadata: dict[str, Any], ticket: Ticket | None
+        self,
+        tenant: str,
+        name: str,
+        hrv: Sequence[float],
+        metadata: dict[str, Any],
+        ticket: Ticket | None,
+        keep: Keep | None = None,
     ) -> Profile:
         now = self.wall()
         profile = Profile(tenant, name, tuple(hrv), metadata, 1, now, now).sealed()
-        result = await self._run(
-            "create",
-            ticket,
-            f"{PREFIX}p:{tenant}:{name}",
-            f"{PREFIX}pn:{tenant}",
-            name,
-            _encode_profile(profile),
-        )
+        args = (f"{PREFIX}p:{tenant}:{name}", f"{PREFIX}pn:{tenant}", name, _encode_profile(profile))
+        if keep is None:
+            result = await self._run("create", ticket, *args)
+        else:
+            record = _encode_record(keep.record_of(profile))
+            kept_at = self._idem_key(tenant, keep.key)
+            result = await self._run("create_kept", ticket, *args, kept_at, record, self._idempotency_ttl)
+            if result[2] == 2:
+                raise KeptBefore(_decode_record(result[3]) if result[3] else None)
         if result[2] == 0:
             raise ApiError(409, f"profile {name!r} already exists")
         return self._seen(profile)

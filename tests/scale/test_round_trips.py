@@ -118,6 +118,32 @@ def test_a_keyed_generation_costs_one_round_trip_first_time_and_again(fake: tupl
     )
 
 
+def test_a_keyed_create_keeps_its_answer_in_its_one_round_trip(fake: tuple[Conn, redis.Redis]) -> None:
+    conn, client = fake
+    keyed = {**KEY, "Idempotency-Key": "create-1"}
+    body = {"tenant": "demo", "profile_name": "kept", "hrv_vector": [0.5] * 8}
+    trips = []
+    answers = []
+    for _ in range(2):
+        before = _calls(client)
+        answers.append(conn("POST", "/profiles", body, keyed))
+        trips.append(_calls(client) - before)
+    assert trips == [1, 1]
+    (first, _, created), (again, headers, replayed) = answers
+    assert (first, again, headers.get("idempotent-replayed"), replayed) == (201, 201, "true", created)
+    status, _, error = conn("POST", "/profiles", {**body, "profile_name": "other"}, keyed)
+    assert (status, error["error"]["message"]) == (
+        422,
+        "this Idempotency-Key was used with a different request body",
+    )
+    # The name taken under a new key: a 409, and nothing kept for that key.
+    assert conn("POST", "/profiles", body, {**KEY, "Idempotency-Key": "create-2"})[0] == 409
+    assert (
+        conn("POST", "/profiles", {**body, "profile_name": "free"}, {**KEY, "Idempotency-Key": "create-2"})[0]
+        == 201
+    )
+
+
 def test_signed_requests_and_usage_reports_cost_one_round_trip(fake: tuple[Conn, redis.Redis]) -> None:
     """The replay check of a signature and the usage counters ride with the request's token."""
     conn, client = fake
