@@ -318,7 +318,7 @@ class FaultLayer:
         scope: Scope,
         receive: Receive,
         send: Send,
-        shared: Any,
+        shared: FaultState,
         rid: str,
         client_given: bool,
         session: str | None,

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .._prelude import Prelude
 from .._untrusted import session_id
 from ._engine import Decision, Engine, HeaderSource
 from ._journal import Journal
@@ -169,6 +170,20 @@ class FaultState:
     async def next_seq(self) -> int:
         """A journal sequence number for a request that no rule is asked about."""
         return self.journal.next_seq()
+
+    async def defer(
+        self,
+        method: str,
+        path: str,
+        tenant: str | None,
+        session: str | None,
+        headers: HeaderSource,
+        decided: Callable[[Decision | None], None],
+    ) -> tuple[Prelude | None, int]:
+        """The request's arrival, left for the app's first round trip to the shared store (see
+        :mod:`mock_server._prelude`), and its journal sequence number. Only a shared state has a
+        store to carry it to: this one decides on arrival (:meth:`arrive`) instead."""
+        raise NotImplementedError("only a shared fault state defers arrivals")
 
     # -- rules ----------------------------------------------------------------------------------
 
