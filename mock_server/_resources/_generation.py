@@ -15,7 +15,7 @@ from .._errors import ApiError
 from .._inputs import BatchIn, GenerateIn
 from .._state import ApiState
 from ._common import Call, json_body, json_response, now_iso
-from ._idempotency import Idempotency
+from ._idempotency import Idempotency, Made
 
 
 class Generation:
@@ -25,18 +25,21 @@ class Generation:
         self.wall = wall
 
     async def generate(self, request: Request, call: Call) -> Response:
-        async def produce() -> Response:
+        async def make(made: Made | None) -> Response:
             data = json_body(request, call.raw, GenerateIn)
-            vector = await self._options(call, data.tenant, data.profile_name)
+            vector = await self._options(call, data.tenant, data.profile_name, made)
             return json_response(self._generate(call.caller, data.prompt, data, vector, call.rid))
 
+        async def produce() -> Response:
+            return await make(None)
+
         # Generating changes nothing: produced first, then kept (one round trip when shared).
-        return await self.idempotent(request, call, produce, pure=True)
+        return await self.idempotent(request, call, produce, pure=make)
 
     async def batch(self, request: Request, call: Call) -> Response:
-        async def produce() -> Response:
+        async def make(made: Made | None) -> Response:
             data = json_body(request, call.raw, BatchIn)
-            vector = await self._options(call, data.tenant, data.profile_name)
+            vector = await self._options(call, data.tenant, data.profile_name, made)
             results: list[dict[str, Any]] = []
             for index, prompt in enumerate(data.prompts):
                 if not 1 <= len(prompt) <= 10_000:
@@ -58,15 +61,26 @@ class Generation:
                     )
             return json_response({"results": results})
 
-        # Generating changes nothing: produced first, then kept (one round trip when shared).
-        return await self.idempotent(request, call, produce, pure=True)
+        async def produce() -> Response:
+            return await make(None)
 
-    async def _options(self, call: Call, tenant: str | None, profile_name: str | None) -> list[float] | None:
+        # Generating changes nothing: produced first, then kept (one round trip when shared).
+        return await self.idempotent(request, call, produce, pure=make)
+
+    async def _options(
+        self, call: Call, tenant: str | None, profile_name: str | None, made: Made | None
+    ) -> list[float] | None:
+        """The profile's vector, if one is named. ``made``: the answer is to be kept, which
+        checks the profile is unchanged in the same round trip: this process's copy will do."""
         p = call.caller
         if tenant is not None and tenant != p.tenant.name:
             raise ApiError(403, "tenant must be your own tenant")
         if profile_name is None:
             return None
+        if made is not None:
+            made.copy = self.state.copy_of(p.tenant.name, profile_name)
+            if made.copy is not None:
+                return list(made.copy.hrv_vector)
         profile = await self.state.get_profile(p.tenant.name, profile_name, call.ticket)
         if profile is None:
             raise ApiError(404, f"no profile named {profile_name!r}")

@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from .._errors import ApiError
 from .._openapi import IDEMPOTENCY_PATTERN
-from .._state import PENDING, ApiState, Keep, KeptBefore
+from .._state import PENDING, ApiState, CopyStale, Keep, KeptBefore
 from .._store import IdempotencyRecord, Profile
 from ._common import Call
 
@@ -37,15 +37,18 @@ class Idempotency:
         call: Call,
         produce: Callable[[], Awaitable[Response]],
         *,
-        pure: bool = False,
+        pure: Callable[[Made], Awaitable[Response]] | None = None,
         writes: Callable[[Keeper], Awaitable[Response]] | None = None,
     ) -> Response:
-        """``produce``'s answer, kept for repeats of the request's key. ``pure``: producing the
-        answer changes nothing (generation), so with a shared state it is produced first and
-        then kept (or the one kept before replayed) in one round trip, instead of a claim before
-        and a write after. ``writes``: ``produce`` as one state write that can keep the answer
-        itself (given a :class:`Keeper`; it raises ``KeptBefore`` when the key had one): with
-        a shared state, that one round trip is all."""
+        """``produce``'s answer, kept for repeats of the request's key.
+
+        ``pure``: ``produce`` for an answer whose making changes nothing (generation). With a
+        shared state it is produced first, then kept (or the one kept before replayed) in one
+        round trip, instead of a claim before and a write after. It may read a profile from the
+        process's copy, noting it in the :class:`Made` it is given: the answer is then kept only
+        if that copy is current (else it is made again). ``writes``: ``produce`` as one state
+        write that can keep the answer itself (given a :class:`Keeper`; it raises
+        ``KeptBefore`` when the key had one): with a shared state, that round trip is all."""
         key = request.headers.get("idempotency-key")
         if key is None:
             return await produce()
@@ -58,8 +61,8 @@ class Idempotency:
         tenant = call.caller.tenant.name
         fingerprint = hashlib.sha256(f"{request.method} {request.url.path}\n".encode() + call.raw).hexdigest()
         state = self.state
-        if pure and state.shared:
-            return await self._produced_first(call, produce, tenant, key, fingerprint)
+        if pure is not None and state.shared:
+            return await self._produced_first(call, pure, tenant, key, fingerprint)
         if writes is not None and state.shared:
             return await self._kept_with_write(call, writes, Keeper(key, fingerprint, self.wall), tenant)
         while True:
@@ -85,7 +88,7 @@ class Idempotency:
     async def _produced_first(
         self,
         call: Call,
-        produce: Callable[[], Awaitable[Response]],
+        produce: Callable[[Made], Awaitable[Response]],
         tenant: str,
         key: str,
         fingerprint: str,
@@ -94,26 +97,31 @@ class Idempotency:
         Repeats racing each other each produce an answer; the first one kept is the answer all
         of them get (one answer, and producing changed nothing)."""
         state = self.state
-        try:
-            response = await produce()
-        except ApiError:
-            # Not kept; but a key kept before answers with its record, or a 422 for another body,
-            # whatever this one's own error.
-            found = await state.find_idempotency(tenant, key, call.ticket)
-            if found is not None:
-                return _replay(found, fingerprint)
-            raise
-        if not 200 <= response.status_code < 300:
-            return response
-        record = _record(response, fingerprint, self.wall())
         while True:
-            kept_before = await state.keep_idempotency(tenant, key, record, call.ticket)
-            if kept_before is not PENDING:
-                break
-            await state.wait_idempotency(tenant, key)
-        if isinstance(kept_before, IdempotencyRecord):
-            return _replay(kept_before, fingerprint)
-        return response
+            made = Made()
+            try:
+                response = await produce(made)
+            except ApiError:
+                # Not kept; but a key kept before answers with its record, or a 422 for another
+                # body, whatever this one's own error.
+                found = await state.find_idempotency(tenant, key, call.ticket)
+                if found is not None:
+                    return _replay(found, fingerprint)
+                raise
+            if not 200 <= response.status_code < 300:
+                return response
+            record = _record(response, fingerprint, self.wall())
+            try:
+                while True:
+                    kept_before = await state.keep_idempotency(tenant, key, record, call.ticket, made.copy)
+                    if kept_before is not PENDING:
+                        break
+                    await state.wait_idempotency(tenant, key)
+            except CopyStale:
+                continue  # made from a stale copy, now refreshed: made again
+            if isinstance(kept_before, IdempotencyRecord):
+                return _replay(kept_before, fingerprint)
+            return response
 
     async def _kept_with_write(
         self, call: Call, writes: Callable[[Keeper], Awaitable[Response]], keeper: Keeper, tenant: str
@@ -135,6 +143,16 @@ class Idempotency:
                 if found is not None:
                     return _replay(found, keeper.fingerprint)
                 raise
+
+
+class Made:
+    """What an answer was made from: ``copy``, the process's copy of a profile it read (see
+    ``ApiState.copy_of``), which must still be current when the answer is kept."""
+
+    __slots__ = ("copy",)
+
+    def __init__(self) -> None:
+        self.copy: Profile | None = None
 
 
 class Keeper:

@@ -3,6 +3,6 @@
 See :mod:`mock_server._state._base` for the interface the resources use.
 """
 
-from ._base import PENDING, ApiState, Keep, KeptBefore, Refused, Ticket, state_unavailable
+from ._base import PENDING, ApiState, CopyStale, Keep, KeptBefore, Refused, Ticket, state_unavailable
 
-__all__ = ["PENDING", "ApiState", "Keep", "KeptBefore", "Refused", "Ticket", "state_unavailable"]
+__all__ = ["PENDING", "ApiState", "CopyStale", "Keep", "KeptBefore", "Refused", "Ticket", "state_unavailable"]

@@ -89,6 +89,10 @@ class Keep:
         self.record_of = record_of
 
 
+class CopyStale(Exception):
+    """A profile copy an answer was made from is not the stored version: nothing was kept."""
+
+
 class KeptBefore(Exception):
     """The key of a :class:`Keep` had an answer already (``record``), or is held by a request
     still running (``record`` None: wait, then try again). Nothing was written."""
@@ -180,15 +184,27 @@ class ApiState(ABC):
         None: the caller now holds it and must :meth:`put_idempotency` or :meth:`release_idempotency`."""
 
     async def keep_idempotency(
-        self, tenant: str, key: str, record: IdempotencyRecord, ticket: Ticket | None
+        self,
+        tenant: str,
+        key: str,
+        record: IdempotencyRecord,
+        ticket: Ticket | None,
+        made_from: Profile | None = None,
     ) -> IdempotencyRecord | object | None:
         """Keep ``record`` as ``key``'s answer unless the key has one (returned, and kept) or is
         held (:data:`PENDING`); None: kept. For answers that changed nothing to compute first:
-        a shared state does it in one round trip."""
+        a shared state does it in one round trip. ``made_from``: the copy of a profile (from
+        :meth:`copy_of`) the answer was made from; unless that profile is still at that
+        version, nothing is kept and :class:`CopyStale` is raised (the copy is then current)."""
         found = await self.claim_idempotency(tenant, key, ticket)
         if found is None:
             await self.put_idempotency(tenant, key, record)
         return found
+
+    def copy_of(self, tenant: str, name: str) -> Profile | None:
+        """This process's latest copy of a profile, which may be stale (None: it keeps none).
+        Only for answers kept with :meth:`keep_idempotency`, which checks it is current."""
+        return None
 
     @abstractmethod
     async def find_idempotency(

@@ -41,6 +41,7 @@ from .._untrusted import session_id
 from ._base import (
     PENDING,
     ApiState,
+    CopyStale,
     Keep,
     KeptBefore,
     Refused,
@@ -143,6 +144,11 @@ return {1, tokens, false}
     "keep": """
 local current = redis.call('GET', ARGV[4])
 if current then return {1, tokens, current} end
+if ARGV[7] ~= '' then
+  -- The answer was made from a copy of this profile: kept only if it is still that version.
+  local made = redis.call('GET', ARGV[7])
+  if not made or string.match(made, '^(%d+)\\n') ~= ARGV[8] then return {1, tokens, false, made or ''} end
+end
 redis.call('SET', ARGV[4], ARGV[5], 'EX', ARGV[6])
 return {1, tokens, false}
 """,
@@ -506,6 +512,9 @@ class RedisState(ApiState):
         latest[(profile.tenant, profile.name)] = profile
         return profile
 
+    def copy_of(self, tenant: str, name: str) -> Profile | None:
+        return self._latest.get((tenant, name))
+
     def _copy(self, tenant: str, name: str, if_match: str | None) -> Profile | None:
         """This process's copy of a profile, to write over in one round trip (a compare-and-set
         on its version); None when there is none, or when it fails ``If-Match`` (it may be
@@ -593,11 +602,27 @@ class RedisState(ApiState):
         return _decode_record(raw)
 
     async def keep_idempotency(
-        self, tenant: str, key: str, record: IdempotencyRecord, ticket: Ticket | None
+        self,
+        tenant: str,
+        key: str,
+        record: IdempotencyRecord,
+        ticket: Ticket | None,
+        made_from: Profile | None = None,
     ) -> IdempotencyRecord | object | None:
+        check: tuple[str, str] = ("", "")
+        if made_from is not None:
+            check = (f"{PREFIX}p:{made_from.tenant}:{made_from.name}", str(made_from.version))
         result = await self._run(
-            "keep", ticket, self._idem_key(tenant, key), _encode_record(record), self._idempotency_ttl
+            "keep", ticket, self._idem_key(tenant, key), _encode_record(record), self._idempotency_ttl, *check
         )
+        if len(result) > 3:
+            assert made_from is not None
+            # Stale: the stored version (or none) is this process's copy from now on.
+            if result[3]:
+                self._seen(_decode_profile(made_from.tenant, made_from.name, result[3]))
+            else:
+                self._latest.pop((made_from.tenant, made_from.name), None)
+            raise CopyStale()
         raw = result[2]
         if raw is None:
             return None

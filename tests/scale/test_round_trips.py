@@ -118,6 +118,31 @@ def test_a_keyed_generation_costs_one_round_trip_first_time_and_again(fake: tupl
     )
 
 
+def test_a_keyed_generation_from_a_profile_is_one_round_trip_and_never_from_a_stale_copy(
+    fake: tuple[Conn, redis.Redis], redis_url: str
+) -> None:
+    """Made from this process's copy of the profile; kept only if the copy is current."""
+    conn, client = fake
+    body = {"tenant": "demo", "profile_name": "vec", "hrv_vector": [0.2] * 8}
+    assert conn("POST", "/profiles", body)[0] == 201
+    ask = {"prompt": "p", "max_length": 8, "profile_name": "vec"}
+    before = _calls(client)
+    first = conn("POST", "/hr_generate", ask, {**KEY, "Idempotency-Key": "v1"})
+    assert (first[0], _calls(client) - before) == (200, 1)
+    with ServerThread(ServerConfig(db=":memory:", state=redis_url)) as other:
+        far = Conn(other.url)
+        assert far("PUT", "/profiles/demo/vec", {"hrv_vector": [0.9] * 8})[0] == 200
+        fresh = far("POST", "/hr_generate", ask)  # no key: read from Redis
+        far.close()
+    before = _calls(client)
+    second = conn("POST", "/hr_generate", ask, {**KEY, "Idempotency-Key": "v2"})
+    # The stale copy's answer is not kept: made again from the stored profile, and kept.
+    assert (second[0], _calls(client) - before) == (200, 2)
+    assert second[2]["hrv_vector"] == fresh[2]["hrv_vector"] != first[2]["hrv_vector"]
+    again = conn("POST", "/hr_generate", ask, {**KEY, "Idempotency-Key": "v2"})
+    assert (again[1].get("idempotent-replayed"), again[2]) == ("true", second[2])
+
+
 def test_a_keyed_create_keeps_its_answer_in_its_one_round_trip(fake: tuple[Conn, redis.Redis]) -> None:
     conn, client = fake
     keyed = {**KEY, "Idempotency-Key": "create-1"}
