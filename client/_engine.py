@@ -113,6 +113,54 @@ def _nothing_to_cache(lk: Lookup, status: int, headers: Mapping[str, str]) -> bo
     return "no-store" in directives and "must-understand" not in directives
 
 
+# Where ``Engine._attempts`` begins: a first attempt, or one a driver's straight path admitted
+# (waiting for the limiter) or settled.
+_FRESH, _WAIT, _DECIDE = 0, 1, 2
+
+
+class _Call:
+    """One logical call between its steps: what ``Engine._begin`` settled, and what each attempt
+    changes (its breaker ticket, its place in flight, when it went out)."""
+
+    __slots__ = (
+        "admitted",
+        "auth",
+        "background",
+        "breaker",
+        "bucket",
+        "deadline",
+        "lk",
+        "plain_auth",
+        "reauthenticated",
+        "request",
+        "request_id",
+        "sent_wall",
+        "started",
+        "state",
+        "ticket",
+        "timeout",
+        "waited",
+    )
+
+    admitted: bool
+    auth: Auth | None
+    background: bool
+    breaker: Any
+    bucket: Any
+    deadline: Deadline
+    lk: Lookup | None
+    plain_auth: bool
+    reauthenticated: bool
+    request: Request
+    request_id: str | None
+    sent_wall: float
+    started: float
+    state: RetryState
+    ticket: Any
+    timeout: tuple[float, float] | float | None
+    waited: float
+
+
 class Engine:
     """The runtime of a :class:`Policies`: shared state, and the algorithm of one call."""
 
@@ -265,7 +313,89 @@ class Engine:
         is told, so the entry may be revalidated again later or age out."""
         if revalidate is not None and not _background:
             return (yield from self._revalidate(request, auth, timeout, revalidate))
-        background = _background
+        lk = revalidate if _background else lookup
+        c = self._begin(request, auth, timeout, lk, cache_auth, _background)
+        if isinstance(c, Final):
+            return c
+        return (yield from self._attempts(c))
+
+    # -- the straight path: the same steps as ``call``, without a generator ----------------------
+    def start(
+        self,
+        request: Request,
+        *,
+        auth: Auth | None = None,
+        timeout: tuple[float, float] | float | None = None,
+        lookup: Lookup | None = None,
+        cache_auth: Any = None,
+    ) -> Final | Send | Flow:
+        """Begin a call as :meth:`call` does, for a driver's straight path (most calls are one
+        attempt, admitted at once, answered well). Returns a :class:`Final` (a cache hit); or
+        the first attempt's :class:`Send`, admitted: the driver sends it and hands the reply
+        (or the error) to :meth:`settle`, or to :meth:`abandon` if it stops before; or else a
+        flow, to drive as :meth:`call`'s, that goes on from where this stopped (an auth that
+        sends requests of its own, a wait for the limiter, a refusal). Every step is the one
+        :meth:`call` takes (``_begin``, ``_admit``, ``_send``, ``_outcome``, ``_finish``)."""
+        c = self._begin(request, auth, timeout, lookup, cache_auth, False)
+        if isinstance(c, Final):
+            return c
+        if c.auth is not None and not c.plain_auth:
+            return self._attempts(c)
+        c.state.attempt = 1
+        try:
+            wait = self._admit(c)
+        except ApiError as exc:
+            return self._attempts(c, _DECIDE, (exc, None))
+        if wait > 0:
+            return self._attempts(c, _WAIT, wait)
+        try:
+            return self._send(c)
+        except ApiError as exc:
+            self._unadmit(c)
+            return self._attempts(c, _DECIDE, (exc, None))
+
+    def settle(self, action: Send, reply: Reply) -> Final | Flow:
+        """What follows the straight path's attempt (``action``, from :meth:`start`): the
+        :class:`Final` of a call its answer ends well (neither retried nor re-authenticated),
+        else a flow going on from that answer, as :meth:`call`'s would."""
+        c = action.call
+        assert isinstance(c, _Call), "settle() takes the Send that start() returned"
+        error, received = self._outcome(c, reply)
+        if received is not None and received.status != 401:
+            retry = self.retry
+            if retry is None or received.status not in retry.statuses:
+                return self._finish(
+                    c.request,
+                    received,
+                    c.lk,
+                    c.sent_wall,
+                    c.started,
+                    c.state,
+                    c.request_id,
+                    c.waited,
+                    c.background,
+                )
+        return self._attempts(c, _DECIDE, (error, received))
+
+    def abandon(self, action: Send) -> None:
+        """The driver stopped before the straight path's attempt had a reply (cancelled,
+        interrupted): its half-open permit and limiter slot come back, as a closed flow's do."""
+        c = action.call
+        if isinstance(c, _Call):
+            self._unadmit(c)
+
+    # -- the steps -------------------------------------------------------------------------------
+    def _begin(
+        self,
+        request: Request,
+        auth: Auth | None,
+        timeout: tuple[float, float] | float | None,
+        lk: Lookup | None,
+        cache_auth: Any,
+        background: bool,
+    ) -> _Call | Final:
+        """Before the first attempt: the cache (a fresh hit ends the call here), the request id,
+        the idempotency key, the deadline, and a credential that sends nothing of its own."""
         started = self.clock()
         auth = auth if auth is not None else self.auth
         method = request.method
@@ -275,7 +405,6 @@ class Engine:
         id_header = retry.request_id_header if retry is not None else None
         request_id = headers.get(id_header) if id_header else None
         cache = self.cache
-        lk = revalidate if background else lookup
         if cache is not None and lk is None:
             pairs = getattr(headers, "pairs", None)
             lk = cache.lookup(
@@ -299,8 +428,16 @@ class Engine:
                 request_id = headers[id_header] = new_request_id()
             if retry.wants_key(method, url) and retry.idempotency_header not in headers:
                 headers[retry.idempotency_header] = str(uuid.uuid4())
-        deadline = self.policies.timeouts.deadline(started)
-        state = RetryState(
+        c = _Call()
+        c.request = request
+        c.auth = auth
+        c.timeout = timeout
+        c.lk = lk
+        c.started = started
+        c.background = background
+        c.request_id = request_id
+        c.deadline = self.policies.timeouts.deadline(started)
+        c.state = RetryState(
             method,
             url,
             retryable_method=(method in retry.methods or retry.idempotency_header in headers)
@@ -309,20 +446,121 @@ class Engine:
             replayable=request.replayable,
         )
         host = host_key(url)
-        breaker = self.breakers.get(host) if self.breakers is not None else None
-        bucket = self.limiters.get(host) if self.limiters is not None else None
-        waited = 0.0
-        reauthenticated = False
+        c.breaker = self.breakers.get(host) if self.breakers is not None else None
+        c.bucket = self.limiters.get(host) if self.limiters is not None else None
+        c.ticket = None
+        c.admitted = False
+        c.waited = 0.0
+        c.sent_wall = 0.0
+        c.reauthenticated = False
         # An auth whose flow is the base one sends nothing of its own: applied directly, without
         # the two generators a flow costs (most credentials: a key, a token, a signature).
-        plain_auth = auth is not None and getattr(type(auth), "flow", None) is _PLAIN_FLOW
-        if auth is not None:
-            if plain_auth:
-                auth.apply(request)
+        c.plain_auth = auth is not None and getattr(type(auth), "flow", None) is _PLAIN_FLOW
+        if c.plain_auth:
+            auth.apply(request)  # type: ignore[union-attr]
+        return c
+
+    def _admit(self, c: _Call) -> float:
+        """An attempt's admission: the host's breaker (``CircuitOpen``: nothing is held), then a
+        limiter token (waiting for its slot, then out a server's pause or for answers while as
+        many are in flight as remain): 0 when the attempt may go now, else the seconds to wait
+        before asking the bucket again. A refusal raises with what was taken given back."""
+        breaker = c.breaker
+        c.ticket = breaker.acquire() if breaker is not None else None
+        c.admitted = False
+        bucket = c.bucket
+        if bucket is None:
+            return 0.0
+        try:
+            wait: float = bucket.take(c.deadline)
+        except BaseException:
+            # Refused (or interrupted) before anything was sent: no outcome to record.
+            self._unadmit(c)
+            raise
+        c.admitted = wait <= 0
+        return wait
+
+    def _unadmit(self, c: _Call) -> None:
+        """An admitted attempt that sent nothing, or whose driver stopped: its half-open permit
+        and its place among the requests in flight come back."""
+        breaker, ticket = c.breaker, c.ticket
+        c.ticket = None
+        if breaker is not None and ticket is not None:
+            breaker.release(ticket)
+        if c.admitted and c.bucket is not None:
+            c.bucket.done()
+        c.admitted = False
+
+    def _send(self, c: _Call) -> Send:
+        """The admitted attempt, its timeouts clipped to the deadline (which may have run out)."""
+        connect, read = self._attempt_timeouts(c.deadline, c.timeout)
+        c.sent_wall = self.wall()
+        return Send(c.request, connect, read, c.deadline, c.state.attempt, c.lk, c)
+
+    def _outcome(self, c: _Call, reply: Reply) -> tuple[ApiError | None, Received | None]:
+        """Account for an attempt's reply (the budget, the limiter, the breaker, the metrics):
+        ``(None, received)`` for an answer, ``(error, None)`` for a failed attempt."""
+        state, breaker, ticket, bucket, request = c.state, c.breaker, c.ticket, c.bucket, c.request
+        c.ticket = None
+        if state.attempt == 1 and self.budget is not None and not c.background:
+            # Counted when its first answer (or error) comes, not when it starts: a call that
+            # queued longer than the budget's window (behind the limiter or for a pooled
+            # connection, a thousand tasks at once) still brings its share of retries to the
+            # decision its answer calls for.
+            self.budget.record_request()
+        if c.admitted and bucket is not None:
+            bucket.done()
+        c.admitted = False
+        if isinstance(reply, Received):
+            status = reply.status
+            if breaker is not None and ticket is not None:
+                breaker.record(ticket, failure=breaker.policy.is_failure(status))
+            if bucket is not None:
+                bucket.observe(status, reply.headers)
+            if status == 429:
+                self.metrics.record_status(429)
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("%s %s -> %d", request.method, redact_url(request.url), status)
+            return None, reply
+        error = reply if isinstance(reply, ApiError) else TransportError("no reply")
+        seen = getattr(error, "received", None)
+        if bucket is not None and isinstance(seen, Received):
+            # The head arrived and the body broke: its rate-limit headers still speak for the
+            # server (a truncated "Remaining: 0" is still a 0).
+            bucket.observe(seen.status, seen.headers)
+        if breaker is not None and ticket is not None:
+            if isinstance(error, TransportError | DeadlineExceeded):
+                breaker.record(ticket, failure=breaker.policy.is_failure(None))
             else:
-                yield from self._auth(auth, auth.flow(request), deadline)
+                breaker.release(ticket)
+        deadline = c.deadline
+        if isinstance(error, TransportError) and deadline.expires_at is not None:
+            if deadline.remaining() <= 0:
+                late = DeadlineExceeded(f"the total deadline ran out during attempt {state.attempt}: {error}")
+                late.__cause__ = error
+                error = late
+        return error, None
+
+    def _attempts(self, c: _Call, entry: int = _FRESH, pending: Any = None) -> Flow:
+        """The attempts of a begun call, from the first (``_FRESH``), or from where a driver's
+        straight path left its first one: admitted but waiting ``pending`` seconds for the
+        limiter (``_WAIT``), or settled as ``pending`` = ``(error, received)`` (``_DECIDE``)."""
+        request = c.request
+        method = request.method
+        url = request.url
+        auth = c.auth
+        plain_auth = c.plain_auth
+        retry = self.retry
+        state = c.state
+        deadline = c.deadline
+        bucket = c.bucket
+        lk = c.lk
+        background = c.background
+        if entry == _FRESH and auth is not None and not plain_auth:
+            yield from self._auth(auth, auth.flow(request), deadline)
         while True:
-            state.attempt += 1
+            if entry == _FRESH:
+                state.attempt += 1
             error: ApiError | None = None
             received: Received | None = None
             if state.attempt > 1 and auth is not None:
@@ -330,102 +568,65 @@ class Engine:
                     auth.reapply(request)
                 else:
                     yield from self._auth(auth, auth.flow(request, again=True), deadline)
-            admitted = False
-            try:
-                ticket = breaker.acquire() if breaker is not None else None
-            except CircuitOpen as exc:
-                error = exc
+            if entry == _DECIDE:
+                error, received = pending
             else:
                 try:
-                    if bucket is not None:
-                        # A token (waiting for its slot), then admission (waiting out a server's
-                        # pause, or for answers while as many are in flight as remain).
-                        wait = bucket.take(deadline)
-                        this_wait = 0.0
-                        try:
-                            while wait > 0:
-                                yield Sleep(wait, "rate limit")
-                                this_wait += wait
-                                wait = bucket.admit(deadline)
-                            admitted = True
-                        except BaseException:
-                            # Cancelled, or the server's pause crosses the deadline: the token
-                            # was never used.
-                            bucket.cancel()
-                            raise
-                        if this_wait:
-                            waited += this_wait
-                            self.metrics.record_wait(this_wait)
-                    connect, read = self._attempt_timeouts(deadline, timeout)
-                    sent_wall = self.wall()
-                    reply = yield Send(request, connect, read, deadline, state.attempt, lk)
+                    wait = pending if entry == _WAIT else self._admit(c)
                 except ApiError as exc:
-                    # Nothing was sent (the limiter or the deadline refused): no outcome to record.
-                    if breaker is not None and ticket is not None:
-                        breaker.release(ticket)
-                    if admitted and bucket is not None:
-                        bucket.done()
                     error = exc
-                except BaseException:
-                    # Cancelled (GeneratorExit) or interrupted: the permit must come back.
-                    if breaker is not None and ticket is not None:
-                        breaker.release(ticket)
-                    if admitted and bucket is not None:
-                        bucket.done()
-                    raise
                 else:
-                    if state.attempt == 1 and self.budget is not None and not background:
-                        # Counted when its first answer (or error) comes, not when it starts: a
-                        # call that queued longer than the budget's window (behind the limiter or
-                        # for a pooled connection, a thousand tasks at once) still brings its
-                        # share of retries to the decision its answer calls for.
-                        self.budget.record_request()
-                    if admitted and bucket is not None:
-                        bucket.done()
-                    if isinstance(reply, Received):
-                        received = reply
-                        status = reply.status
-                        if breaker is not None and ticket is not None:
-                            breaker.record(ticket, failure=breaker.policy.is_failure(status))
-                        if bucket is not None:
-                            bucket.observe(status, reply.headers)
-                        if status == 429:
-                            self.metrics.record_status(429)
-                        if logger.isEnabledFor(logging.DEBUG):
-                            logger.debug("%s %s -> %d", method, redact_url(request.url), status)
+                    try:
+                        if wait > 0:
+                            assert bucket is not None
+                            this_wait = 0.0
+                            try:
+                                while wait > 0:
+                                    yield Sleep(wait, "rate limit")
+                                    this_wait += wait
+                                    wait = bucket.admit(deadline)
+                                c.admitted = True
+                            except BaseException:
+                                # Cancelled, or the server's pause crosses the deadline: the
+                                # token was never used.
+                                bucket.cancel()
+                                raise
+                            c.waited += this_wait
+                            self.metrics.record_wait(this_wait)
+                        reply = yield self._send(c)
+                    except ApiError as exc:
+                        # Nothing was sent (the limiter or the deadline refused): no outcome.
+                        self._unadmit(c)
+                        error = exc
+                    except BaseException:
+                        # Cancelled (GeneratorExit) or interrupted: the permit must come back.
+                        self._unadmit(c)
+                        raise
                     else:
-                        error = reply if isinstance(reply, ApiError) else TransportError("no reply")
-                        seen = getattr(error, "received", None)
-                        if bucket is not None and isinstance(seen, Received):
-                            # The head arrived and the body broke: its rate-limit headers still
-                            # speak for the server (a truncated "Remaining: 0" is still a 0).
-                            bucket.observe(seen.status, seen.headers)
-                        if breaker is not None and ticket is not None:
-                            if isinstance(error, TransportError | DeadlineExceeded):
-                                breaker.record(ticket, failure=breaker.policy.is_failure(None))
-                            else:
-                                breaker.release(ticket)
-                        if isinstance(error, TransportError) and deadline.expires_at is not None:
-                            if deadline.remaining() <= 0:
-                                late = DeadlineExceeded(
-                                    f"the total deadline ran out during attempt {state.attempt}: {error}"
-                                )
-                                late.__cause__ = error
-                                error = late
+                        error, received = self._outcome(c, reply)
+            entry = _FRESH
             if received is not None:
                 status = received.status
                 if (
                     status == 401
                     and auth is not None
-                    and not reauthenticated
+                    and not c.reauthenticated
                     and auth.on_unauthorized(request)
                 ):
-                    reauthenticated = True
+                    c.reauthenticated = True
                     self.metrics.incr("auth_refreshes")
                     continue  # the next attempt reapplies the credential, fetching a fresh token
                 if retry is None or status not in retry.statuses:
                     return self._finish(
-                        request, received, lk, sent_wall, started, state, request_id, waited, background
+                        request,
+                        received,
+                        lk,
+                        c.sent_wall,
+                        c.started,
+                        state,
+                        c.request_id,
+                        c.waited,
+                        background,
                     )
                 error = error_for_status(
                     status,
@@ -445,15 +646,15 @@ class Engine:
                 or isinstance(error, CircuitOpen | DeadlineExceeded)
                 or (isinstance(error, RateLimited) and error.status == 0)
             ):
-                return self._fail(error, received, lk, started, state, request_id, waited)
+                return self._fail(error, received, lk, c.started, state, c.request_id, c.waited)
             try:
                 delay = retry.next_sleep(state, error, deadline=deadline, rng=self.rng, budget=self.budget)
             except ApiError as final:
                 if isinstance(final, RetriesExhausted) and "budget" in final.message:
                     self.metrics.incr("budget_refusals")
-                return self._fail(final, None, lk, started, state, request_id, waited)
+                return self._fail(final, None, lk, c.started, state, c.request_id, c.waited)
             if delay is None:
-                return self._fail(error, received, lk, started, state, request_id, waited)
+                return self._fail(error, received, lk, c.started, state, c.request_id, c.waited)
             if logger.isEnabledFor(logging.INFO):
                 logger.info(
                     "retrying %s %s in %.3f s after attempt %d: %s",
@@ -628,19 +829,23 @@ def drive(
     send: Callable[[Send], Received],
     sleep: Callable[[Sleep], object],
     discard: Callable[[Any], object] | None = None,
+    answered: Reply = None,
 ) -> Final:
     """Run ``flow`` to its end with blocking I/O: the loop of every synchronous driver.
 
     ``send`` performs one :class:`Send` (raising an :class:`ApiError` for a failed attempt),
     ``sleep`` blocks for a :class:`Sleep`, ``discard`` closes a native response the flow moved past (a retried
-    error, say). However the loop ends, the flow is closed, so what it holds is given back.
+    error, say); ``answered`` is a reply the flow starts from (``Engine.settle``'s), discarded
+    likewise once the flow moves past it. However the loop ends, the flow is closed, so what it
+    holds is given back.
     """
     reply: Reply = None
+    last = answered
     try:
         while True:
             action = flow.send(reply)
-            if discard is not None and isinstance(reply, Received) and reply.native is not None:
-                discard(reply.native)
+            if discard is not None and isinstance(last, Received) and last.native is not None:
+                discard(last.native)
             if isinstance(action, Sleep):
                 sleep(action)
                 reply = None
@@ -649,6 +854,7 @@ def drive(
                     reply = send(action)
                 except ApiError as exc:
                     reply = exc
+            last = reply
     except StopIteration as stop:
         result: Final = stop.value
         return result

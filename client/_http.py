@@ -174,7 +174,7 @@ class Send:
     """Send ``request`` once: connect within ``connect`` s, each read within ``read`` s (already
     clipped to the time left), and read the whole body before ``deadline`` (unless streaming)."""
 
-    __slots__ = ("attempt", "connect", "deadline", "lookup", "read", "request")
+    __slots__ = ("attempt", "call", "connect", "deadline", "lookup", "read", "request")
 
     def __init__(
         self,
@@ -184,6 +184,7 @@ class Send:
         deadline: Deadline,
         attempt: int,
         lookup: Any = None,
+        call: Any = None,
     ) -> None:
         self.request = request
         self.connect = connect
@@ -193,6 +194,8 @@ class Send:
         #: The cache's verdict on this call's request (``None``: no cache), for
         #: ``Engine.body_wanted``.
         self.lookup = lookup
+        #: The engine's state of the call (for ``Engine.settle`` after a straight path's send).
+        self.call = call
 
     def __repr__(self) -> str:
         return f"Send({self.request!r}, attempt={self.attempt}, connect={self.connect}, read={self.read})"

@@ -314,13 +314,29 @@ def _sync_headers(request: httpx.Request, neutral: Request) -> None:
     if not touched:
         return
     target = request.headers
+    # httpx.Headers keeps (name, lower-case name, value) bytes in a list, and its __setitem__
+    # encodes and scans the whole list for every field set (some 3 us each, two or three fields a
+    # call). A field the request lacks (the common case: a request id, a credential) is appended
+    # as __setitem__ would append it; any other change goes through the public methods.
+    fields = getattr(target, "_list", None)
+    encoding = getattr(target, "_encoding", None) or "utf-8"
+    present: set[bytes] | None = None
     for lower in touched:
         value = headers.get(lower)
         if value is None:
             if lower in target:
                 del target[lower]
-        else:
-            target[lower] = value  # one scan: setting what is there already changes nothing
+            continue
+        if type(fields) is list:
+            name = lower.encode(encoding)
+            key = name.lower()
+            if present is None:
+                present = {item[1] for item in fields}
+            if key not in present:
+                fields.append((name, key, value.encode(encoding)))
+                present.add(key)
+                continue
+        target[lower] = value  # one scan: setting what is there already changes nothing
     touched.clear()
 
 
@@ -748,16 +764,17 @@ async def _await_sleep(fn: Any, seconds: float) -> None:
         await result
 
 
-async def drive_async(flow: Flow, send: Any, sleep: Any) -> Final:
-    """Run ``flow`` to its end, awaiting each send and sleep (the async twin of ``drive``).
-    However the loop ends (a cancelled task included), the flow is closed, so the permits and
-    tokens it holds are given back."""
+async def drive_async(flow: Flow, send: Any, sleep: Any, answered: Reply = None) -> Final:
+    """Run ``flow`` to its end, awaiting each send and sleep (the async twin of ``drive``;
+    ``answered`` as there). However the loop ends (a cancelled task included), the flow is
+    closed, so the permits and tokens it holds are given back."""
     reply: Reply = None
+    last = answered
     try:
         while True:
             action = flow.send(reply)
-            if isinstance(reply, Received) and reply.native is not None:
-                await reply.native.aclose()
+            if isinstance(last, Received) and last.native is not None:
+                await last.native.aclose()
             if isinstance(action, Sleep):
                 await sleep(action)
                 reply = None
@@ -766,6 +783,7 @@ async def drive_async(flow: Flow, send: Any, sleep: Any) -> Final:
                     reply = await send(action)
                 except ApiError as exc:
                     reply = exc
+            last = reply
     except StopIteration as stop:
         result: Final = stop.value
         return result
@@ -842,9 +860,10 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
     async def _handle(self, request: httpx.Request, revalidate: Lookup | None) -> httpx.Response:
         if not isinstance(request.stream, httpx.ByteStream):
             await request.aread()
-        neutral, flow = self._flow(request, revalidate)
-        sent_url = neutral.url
         engine = self.engine
+        neutral = _request_of(request)
+        sent_url = neutral.url
+        timeout = _caller_timeout(request, self.policies)
 
         async def send(action: Send) -> Received:
             if action.attempt == 0:
@@ -890,7 +909,26 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
             await _await_sleep(engine.sleeper(action), action.seconds)
 
         try:
-            final = await drive_async(flow, send, sleep)
+            if revalidate is not None:
+                flow = engine.call(neutral, timeout=timeout, revalidate=revalidate)
+                final = await drive_async(flow, send, sleep)
+            else:
+                # The engine's straight path (see the requests driver).
+                first = engine.start(neutral, timeout=timeout)
+                answered: Reply = None
+                if isinstance(first, Send):
+                    try:
+                        answered = await send(first)
+                    except ApiError as exc:
+                        answered = exc
+                    except BaseException:
+                        engine.abandon(first)
+                        raise
+                    first = engine.settle(first, answered)
+                if isinstance(first, Final):
+                    final = first
+                else:
+                    final = await drive_async(first, send, sleep, answered)
         except ApiError as exc:
             public(exc)
             raise

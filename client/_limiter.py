@@ -160,14 +160,19 @@ class TokenBucket:
         """:meth:`reserve`, then at once :meth:`admit` when no wait is due, under one lock (the
         common case, a token at hand: one lock and one clock reading instead of two). 0 when
         the request may go now (counted in flight until :meth:`done`); else the seconds to wait
-        before asking :meth:`admit`. Raises as they do; the token is taken either way (give it
-        back with :meth:`cancel` if the request is not sent)."""
+        before asking :meth:`admit` (the token is taken: give it back with :meth:`cancel` if the
+        request is not sent). Raises as they do, with no token taken."""
         with self._lock:
             now = self.policy.clock()
             wait = self._reserve(now, deadline)
             if wait > 0:
                 return wait
-            return self._admit(now, deadline)
+            try:
+                return self._admit(now, deadline)
+            except BaseException:
+                # A pause past the deadline: the token was never used (as ``cancel``).
+                self._tokens = min(float(self.policy.burst), self._tokens + 1)
+                raise
 
     def pause_left(self, deadline: Deadline | None = None) -> float:
         """Seconds left of a pause the server announced (0: none); a pause that would cross

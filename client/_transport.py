@@ -27,7 +27,7 @@ from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
 from ._auth import Auth, OAuth2ClientCredentials
-from ._engine import Engine, drive
+from ._engine import Engine, Reply, drive
 from ._errors import ApiError, DeadlineExceeded
 from ._exceptions import map_exception, public
 from ._http import CallInfo, Final, Received, Request, Send, Served, Sleep, host_key
@@ -370,16 +370,30 @@ class _Driver:
                 raise error from exc
             return Received(response.status_code, _fast(response.headers), body, response)
 
-        flow = engine.call(
-            request,
-            auth=auth,
-            timeout=_timeout(timeout),
-            lookup=lookup,
-            cache_auth=cache_auth,
-            revalidate=revalidate,
-        )
         try:
-            final = drive(flow, send, self._sleep, _close)
+            if revalidate is not None:
+                flow = engine.call(request, auth=auth, timeout=_timeout(timeout), revalidate=revalidate)
+                final = drive(flow, send, self._sleep, _close)
+            else:
+                # The engine's straight path: most calls are one attempt, admitted at once and
+                # answered well, and need no generator; any other turn goes on as a flow.
+                first = engine.start(
+                    request, auth=auth, timeout=_timeout(timeout), lookup=lookup, cache_auth=cache_auth
+                )
+                answered: Reply = None
+                if isinstance(first, Send):
+                    try:
+                        answered = send(first)
+                    except ApiError as exc:
+                        answered = exc
+                    except BaseException:
+                        engine.abandon(first)
+                        raise
+                    first = engine.settle(first, answered)
+                if isinstance(first, Final):
+                    final = first
+                else:
+                    final = drive(first, send, self._sleep, _close, answered)
         except ApiError as exc:
             public(exc)
             raise

@@ -112,8 +112,8 @@ MUTANTS: tuple[Mutant, ...] = (
         description="each attempt gets a new X-Request-ID",
         file="client/_engine.py",
         old="            if state.attempt > 1 and auth is not None:\n",
-        new="            if state.attempt > 1 and id_header:\n"
-        "                headers[id_header] = str(uuid.uuid4())\n"
+        new="            if state.attempt > 1 and retry is not None and retry.request_id_header:\n"
+        "                request.headers[retry.request_id_header] = str(uuid.uuid4())\n"
         "            if state.attempt > 1 and auth is not None:\n",
         probe="retry",
     ),
@@ -123,8 +123,8 @@ MUTANTS: tuple[Mutant, ...] = (
         file="client/_engine.py",
         old="            if state.attempt > 1 and auth is not None:\n",
         new="            if state.attempt > 1 and retry is not None"
-        " and retry.idempotency_header in headers:\n"
-        "                headers[retry.idempotency_header] = str(uuid.uuid4())\n"
+        " and retry.idempotency_header in request.headers:\n"
+        "                request.headers[retry.idempotency_header] = str(uuid.uuid4())\n"
         "            if state.attempt > 1 and auth is not None:\n",
         probe="retry",
     ),
@@ -293,10 +293,10 @@ MUTANTS: tuple[Mutant, ...] = (
         description="P1: an attempt that ends in a connection error is not counted, so it i"
         "s retried once more",
         file="client/_engine.py",
-        old='                        seen = getattr(error, "received", None)\n',
-        new='                        seen = getattr(error, "received", None)\n'
-        "                        if isinstance(error, TransportError):\n"
-        "                            state.attempt -= 1\n",
+        old='        seen = getattr(error, "received", None)\n',
+        new='        seen = getattr(error, "received", None)\n'
+        "        if isinstance(error, TransportError):\n"
+        "            state.attempt -= 1\n",
         probe="retry",
     ),
     Mutant(
@@ -321,8 +321,8 @@ MUTANTS: tuple[Mutant, ...] = (
         id="engine-4xx-trips-breaker",
         description="P4: the engine reports every 4xx to the breaker as a failure of the host",
         file="client/_engine.py",
-        old="                            breaker.record(ticket, failure=breaker.policy.is_failure(status))",
-        new="                            breaker.record(ticket, failure=status >= 400)",
+        old="                breaker.record(ticket, failure=breaker.policy.is_failure(status))",
+        new="                breaker.record(ticket, failure=status >= 400)",
         probe="breaker",
     ),
     Mutant(
@@ -330,8 +330,8 @@ MUTANTS: tuple[Mutant, ...] = (
         description="P5: the engine hands the limiter the request's headers, not the response's, so "
         "the server's rate-limit word goes unheard",
         file="client/_engine.py",
-        old="                            bucket.observe(status, reply.headers)",
-        new="                            bucket.observe(status, request.headers)",
+        old="                bucket.observe(status, reply.headers)",
+        new="                bucket.observe(status, request.headers)",
         probe="limiter",
     ),
     Mutant(

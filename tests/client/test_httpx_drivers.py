@@ -395,3 +395,32 @@ def test_the_pool_never_holds_more_requests_than_connections() -> None:
     assert peak == 2
     assert all(r.status_code == 200 for r in results[:40])
     assert any(isinstance(r, DeadlineExceeded) for r in results[40:])
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        [],
+        [("Accept", "*/*")],
+        [("X-Request-ID", "caller's"), ("Accept", "*/*")],
+        [("x-api-key", "one"), ("X-API-KEY", "two"), ("Accept", "*/*")],
+        [("Authorization", "Bearer caller's")],
+    ],
+)
+def test_what_the_engine_sets_reaches_the_httpx_request_as_httpx_itself_would_set_it(
+    given: list[tuple[str, str]],
+) -> None:
+    # The transports append a field the request lacks straight to httpx's list (its __setitem__
+    # scans the list each time): the request must end exactly as httpx's own methods leave it.
+    from client._httpx import _request_of, _sync_headers
+
+    request = httpx.Request("GET", URL, headers=given)
+    neutral = _request_of(request)
+    neutral.headers["X-Request-ID"] = "the call's"
+    neutral.headers["X-API-Key"] = "key"
+    _sync_headers(request, neutral)
+    expected = httpx.Request("GET", URL, headers=given)
+    expected.headers["x-request-id"] = "the call's"
+    expected.headers["x-api-key"] = "key"
+    assert request.headers.raw == expected.headers.raw
+    assert list(request.headers.multi_items()) == list(expected.headers.multi_items())
