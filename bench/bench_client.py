@@ -14,6 +14,10 @@ sides unevenly, while the CPU the client spends per call barely moves):
   hishel hit (async driver) of the same response (goal: at least 10x faster than each).
 - 1,000 concurrent async calls under the ``chaos`` preset: the fake's compliance verdict on
   the client's session (goal: pass).
+
+``python -m bench.bench_client --instructions`` also counts instructions per call of each
+overhead case and its baseline under valgrind (load-independent; minutes long, so not part of
+``make bench``).
 """
 
 from __future__ import annotations
@@ -49,6 +53,11 @@ from client import (
 )
 
 KEY = {"X-API-Key": "demo-key"}
+#: The baselines send the same header fields as the client: its credential and an
+#: ``X-Request-ID`` of the same length (the client sends one on every call). A fixed value: making
+#: ids is the client's own work, and is counted as such; sending one is the wire's.
+REQUEST_ID = "00000000-0000-4000-8000-000000000000"
+BASE_HEADERS = {**KEY, "X-Request-ID": REQUEST_ID}
 PROFILE = {"tenant": "demo", "profile_name": "bench", "hrv_vector": [0.5] * 8}
 
 
@@ -131,17 +140,15 @@ def _figure(t: Timing, base_name: str) -> dict[str, Any]:
 def _requests_driver(url: str, calls: int, rounds: int, figures: dict[str, Any]) -> None:
     ours = ResilientSession(_policies(), auth=ApiKeyAuth("demo-key"))
     bare = requests.Session()
-    bare.headers.update(KEY)
+    bare.headers.update(BASE_HEADERS)
     body = {"prompt": "benchmark", "max_length": 16}
+    # The same fields on the wire (see BASE_HEADERS), so the difference is the client's own work
+    # (the generic layer sends no Idempotency-Key).
     cases = {
         "GET /health": (lambda: ours.get(f"{url}/health"), lambda: bare.get(f"{url}/health", timeout=10)),
-        # The client sends a request id on every call; the baseline sends the same header, so the
-        # difference is the client's own work (the generic layer sends no Idempotency-Key).
         "POST /hr_generate": (
             lambda: ours.post(f"{url}/hr_generate", json=body),
-            lambda: bare.post(
-                f"{url}/hr_generate", json=body, timeout=10, headers={"X-Request-ID": uuid.uuid4().hex}
-            ),
+            lambda: bare.post(f"{url}/hr_generate", json=body, timeout=10),
         ),
     }
     for name, (mine, theirs) in cases.items():
@@ -173,7 +180,10 @@ async def _async_driver(url: str, calls: int, rounds: int, figures: dict[str, An
     import hishel.httpx
 
     transport = AsyncResilientTransport(_policies(), auth=ApiKeyAuth("demo-key"))
-    async with httpx.AsyncClient(transport=transport) as ours, httpx.AsyncClient(headers=KEY) as bare:
+    async with (
+        httpx.AsyncClient(transport=transport) as ours,
+        httpx.AsyncClient(headers=BASE_HEADERS) as bare,
+    ):
         for _ in range(50):
             await ours.get(f"{url}/health")
             await bare.get(f"{url}/health")
@@ -318,5 +328,89 @@ def report(figures: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# -- instructions per call (opt-in: minutes long, needs valgrind) --------------------------------
+#: The overhead cases, each as (client, baseline): what ``_calls`` runs in a child process.
+CASES = ("requests GET /health", "requests POST /hr_generate", "async GET /health")
+
+
+def _calls(case: str, side: str, url: str, n: int) -> None:
+    """Make ``n`` calls of one case with one side (after 20 to warm up), as the timed rounds do."""
+    body = {"prompt": "benchmark", "max_length": 16}
+    if case.startswith("requests"):
+        if side == "client":
+            session: requests.Session = ResilientSession(_policies(), auth=ApiKeyAuth("demo-key"))
+            timeout = None
+        else:
+            session = requests.Session()
+            session.headers.update(BASE_HEADERS)
+            timeout = 10
+        get = "GET" in case
+        for _ in range(20 + n):
+            if get:
+                session.get(f"{url}/health", timeout=timeout)
+            else:
+                session.post(f"{url}/hr_generate", json=body, timeout=timeout)
+        session.close()
+        return
+
+    async def main() -> None:
+        if side == "client":
+            transport = AsyncResilientTransport(_policies(), auth=ApiKeyAuth("demo-key"))
+            client = httpx.AsyncClient(transport=transport)
+        else:
+            client = httpx.AsyncClient(headers=BASE_HEADERS)
+        async with client:
+            for _ in range(20 + n):
+                await client.get(f"{url}/health")
+
+    asyncio.run(main())
+
+
+def _collected(case: str, side: str, url: str, n: int) -> int:
+    """Instructions valgrind's callgrind counts in a child making ``n`` calls."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-m",
+         "bench.bench_client", "--calls", case, side, url, str(n)],
+        capture_output=True, text=True, check=True, env={**os.environ, "PYTHONHASHSEED": "0"},
+    )  # fmt: skip
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if found is None:
+        raise RuntimeError(f"no instruction count from valgrind: {done.stderr[-500:]}")
+    return int(found.group(1))
+
+
+def instructions(few: int = 50, many: int = 250) -> dict[str, dict[str, float]]:
+    """Instructions per call of the client and its baseline in each overhead case: independent of
+    the machine's load, unlike the times. Each side runs ``few`` and ``many`` calls in a child
+    process under valgrind; the difference over ``many - few`` cancels start-up and imports.
+    Each case takes a few minutes; CPU time still counts what instructions do not (cache misses)."""
+    figures: dict[str, dict[str, float]] = {}
+    with fake(free_port()) as served:
+        for case in CASES:
+            per_call = {
+                side: (_collected(case, side, served.url, many) - _collected(case, side, served.url, few))
+                / (many - few)
+                for side in ("client", "baseline")
+            }
+            figures[case] = {**per_call, "ratio": round(per_call["client"] / per_call["baseline"], 4)}
+    return figures
+
+
 if __name__ == "__main__":
-    print(report(run()))
+    import sys
+
+    if sys.argv[1:2] == ["--calls"]:
+        _calls(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+    elif sys.argv[1:2] == ["--instructions"]:
+        for case, f in instructions().items():
+            print(
+                f"  {case:30} client {f['client']:11,.0f}  baseline {f['baseline']:11,.0f}"
+                f"  instructions per call, ratio {f['ratio']:.4f}"
+            )
+    else:
+        print(report(run()))
