@@ -95,7 +95,19 @@ class HttpCache:
         method = method.upper()
         headers = as_headers(request_headers)
         key, _ = _key(url, credential)
-        if method in self.policy.methods and method in ("GET", "HEAD") and not self._store.variants(key):
+        if method not in self.policy.methods or method not in ("GET", "HEAD"):
+            # Not for this cache (a POST, say): its answer is still told, for invalidation.
+            return Lookup(
+                action=Action.BYPASS,
+                response=None,
+                request_headers=headers,
+                method=method,
+                url=url,
+                caller_headers=headers,
+                key=key,
+                now=now,
+            )
+        if not self._store.variants(key):
             for name, _value in headers:
                 if name.lower() == "cache-control":
                     break
@@ -138,8 +150,6 @@ class HttpCache:
                 now=now,
             )
 
-        if method not in self.policy.methods or method not in ("GET", "HEAD"):
-            return answer(Action.BYPASS, None, headers)
         req = RequestView(headers)
         if req.no_store:
             # The old cache's rule, kept: a caller asking for no-store neither reads nor writes.
@@ -304,12 +314,11 @@ class HttpCache:
             return 0
         hdrs = as_headers(headers)
         dropped = self.invalidate_url(url)
-        origin = _origin(url)
         for name in ("location", "content-location"):
             target = first(hdrs, name)
             if target:
                 absolute = urljoin(url, target.strip())
-                if _origin(absolute) == origin:
+                if _origin(absolute) == _origin(url):
                     dropped += self.invalidate_url(absolute)
         return dropped
 

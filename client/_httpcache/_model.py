@@ -31,6 +31,11 @@ def as_headers(headers: HeaderInput | None) -> Headers:
         return ()
     if isinstance(headers, tuple) and all(type(h) is tuple for h in headers):
         return headers
+    pairs = getattr(headers, "pairs", None)
+    if pairs is not None:
+        # The engine's header mappings give their (name, value) pairs at once, where a Mapping's
+        # items() looks every name up again.
+        return tuple((str(k), str(v)) for k, v in pairs())
     if isinstance(headers, Mapping):
         return tuple((str(k), str(v)) for k, v in headers.items())
     return tuple((str(k), str(v)) for k, v in headers)
