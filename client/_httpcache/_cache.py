@@ -257,7 +257,7 @@ class HttpCache:
         self._end_background(lookup)
         if method not in SAFE_METHODS:
             if 200 <= status < 400:
-                self.invalidate(method, lookup.url, status, hdrs)
+                self._invalidate(lookup.url, hdrs)
                 if method == "POST":
                     self._store_post(lookup, status, hdrs, body, request_time, response_time)
             return Outcome(response=None, cache_status="bypass")
@@ -312,7 +312,9 @@ class HttpCache:
         """
         if method.upper() in SAFE_METHODS or not 200 <= status < 400:
             return 0
-        hdrs = as_headers(headers)
+        return self._invalidate(url, as_headers(headers))
+
+    def _invalidate(self, url: str, hdrs: Headers) -> int:
         dropped = self.invalidate_url(url)
         for name in ("location", "content-location"):
             target = first(hdrs, name)

@@ -33,9 +33,10 @@ def as_headers(headers: HeaderInput | None) -> Headers:
         return headers
     pairs = getattr(headers, "pairs", None)
     if pairs is not None:
-        # The engine's header mappings give their (name, value) pairs at once, where a Mapping's
-        # items() looks every name up again.
-        return tuple((str(k), str(v)) for k, v in pairs())
+        # The engine's header mappings give their (name, value) pairs of text at once, where a
+        # Mapping's items() looks every name up again.
+        given = pairs()
+        return given if type(given) is tuple else tuple(given)
     if isinstance(headers, Mapping):
         return tuple((str(k), str(v)) for k, v in headers.items())
     return tuple((str(k), str(v)) for k, v in headers)
