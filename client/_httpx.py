@@ -42,7 +42,7 @@ import inspect
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -207,13 +207,22 @@ class _Backend(httpcore.NetworkBackend):
 
 
 class _AsyncStream(httpcore.AsyncNetworkStream):
+    """Reads and writes are plain functions handing back the inner stream's coroutine: the
+    caller awaits that directly, without a coroutine of ours around it on every read and write
+    (a clip past the deadline raises as the caller calls, before it awaits: the same for it)."""
+
     def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
         self._inner = inner
 
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await self._inner.read(max_bytes, _clip(timeout))
+    def read(self, max_bytes: int, timeout: float | None = None) -> Coroutine[Any, Any, bytes]:
+        return self._inner.read(max_bytes, _clip(timeout))
 
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+    def write(self, buffer: bytes, timeout: float | None = None) -> Coroutine[Any, Any, None]:
+        if _hold_left() > 0:
+            return self._held_write(buffer, timeout)
+        return self._inner.write(buffer, _clip(timeout))
+
+    async def _held_write(self, buffer: bytes, timeout: float | None) -> None:
         wait = _hold_left()
         while wait > 0:
             await anyio.sleep(wait)
