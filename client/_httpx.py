@@ -806,6 +806,18 @@ def _connection_limit(transport: Any) -> int | None:
     return limit if isinstance(limit, int) and limit > 0 else None
 
 
+class _Slots(asyncio.Semaphore):
+    """The connection slots: a semaphore whose free slot, with no one waiting, is taken
+    without a coroutine (what ``acquire`` does then, minus its await and its scan of the
+    waiters); anything else waits in ``acquire``'s queue, in arrival order."""
+
+    def take_now(self) -> bool:
+        if self._value > 0 and not self._waiters:
+            self._value -= 1
+            return True
+        return False
+
+
 async def _acquire_by(slots: asyncio.Semaphore, left: float) -> None:
     """Wait for a connection slot, at most ``left`` seconds (the call's time left)."""
     if left == float("inf"):
@@ -848,19 +860,19 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
         # 429 then sits unread while other requests go out). The calls queue here instead, in
         # arrival order, and the pool never holds more requests than it has connections.
         self._slot_count = _connection_limit(transport)
-        self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+        self._slots: tuple[asyncio.AbstractEventLoop, _Slots] | None = None
         # Background revalidations (stale-while-revalidate), cancelled by aclose().
         self._tasks: set[asyncio.Task[None]] = set()
         self.engine.background = True
 
-    def _slots_here(self) -> asyncio.Semaphore | None:
+    def _slots_here(self) -> _Slots | None:
         """The connection slots of the running event loop (a semaphore belongs to one loop)."""
         if self._slot_count is None:
             return None
         loop = asyncio.get_running_loop()
         slots = self._slots
         if slots is None or slots[0] is not loop:
-            slots = self._slots = (loop, asyncio.Semaphore(self._slot_count))
+            slots = self._slots = (loop, _Slots(self._slot_count))
         return slots[1]
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -888,10 +900,8 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
             acquired = False
             try:
                 if slots is not None:
-                    if slots.locked():
+                    if not slots.take_now():
                         await _acquire_by(slots, until)
-                    else:
-                        await slots.acquire()  # free: returns without yielding
                     acquired = True
                 response = await self.inner.handle_async_request(target)
                 try:
