@@ -130,6 +130,7 @@ class _Call:
         "bucket",
         "deadline",
         "lk",
+        "nothing_for",
         "plain_auth",
         "reauthenticated",
         "request",
@@ -149,6 +150,7 @@ class _Call:
     bucket: Any
     deadline: Deadline
     lk: Lookup | None
+    nothing_for: Any
     plain_auth: bool
     reauthenticated: bool
     request: Request
@@ -269,7 +271,12 @@ class Engine:
             return None
         lk = action.lookup
         cache = self.cache
-        if cache is None or lk is None or _nothing_to_cache(lk, status, headers):
+        if cache is None or lk is None:
+            return 0
+        if _nothing_to_cache(lk, status, headers):
+            c = action.call
+            if isinstance(c, _Call):
+                c.nothing_for = headers  # ``_finish`` knows the answer for these headers
             return 0
         return max(1, cache.policy.max_entry_bytes)
 
@@ -364,17 +371,7 @@ class Engine:
         if received is not None and received.status != 401:
             retry = self.retry
             if retry is None or received.status not in retry.statuses:
-                return self._finish(
-                    c.request,
-                    received,
-                    c.lk,
-                    c.sent_wall,
-                    c.started,
-                    c.state,
-                    c.request_id,
-                    c.waited,
-                    c.background,
-                )
+                return self._finish(c, received)
         return self._attempts(c, _DECIDE, (error, received))
 
     def abandon(self, action: Send) -> None:
@@ -433,6 +430,7 @@ class Engine:
         c.auth = auth
         c.timeout = timeout
         c.lk = lk
+        c.nothing_for = None
         c.started = started
         c.background = background
         c.request_id = request_id
@@ -617,17 +615,7 @@ class Engine:
                     self.metrics.incr("auth_refreshes")
                     continue  # the next attempt reapplies the credential, fetching a fresh token
                 if retry is None or status not in retry.statuses:
-                    return self._finish(
-                        request,
-                        received,
-                        lk,
-                        c.sent_wall,
-                        c.started,
-                        state,
-                        c.request_id,
-                        c.waited,
-                        background,
-                    )
+                    return self._finish(c, received)
                 error = error_for_status(
                     status,
                     received.headers,
@@ -729,22 +717,18 @@ class Engine:
                 raise error  # the flow re-raises it; this line only satisfies the type checker
             reply = answer
 
-    def _finish(
-        self,
-        request: Request,
-        received: Received,
-        lk: Lookup | None,
-        sent_wall: float,
-        started: float,
-        state: RetryState,
-        request_id: str | None,
-        waited: float,
-        background: bool = False,
-    ) -> Final:
+    def _finish(self, c: _Call, received: Received) -> Final:
+        """End a call on an answer that needs no retry: the cache's part, the metrics."""
+        request, lk, state, request_id = c.request, c.lk, c.state, c.request_id
         cache_status: str | None = None
         status = received.status
         served = None
-        if self.cache is not None and lk is not None and _nothing_to_cache(lk, status, received.headers):
+        headers = received.headers
+        if (
+            self.cache is not None
+            and lk is not None
+            and (c.nothing_for is headers or _nothing_to_cache(lk, status, headers))
+        ):
             # The common miss: nothing stored matched, and the answer carries nothing a cache
             # could keep or validate; what the cache would conclude is known without asking it.
             cache_status = "miss"
@@ -755,7 +739,7 @@ class Engine:
                 received.headers,
                 received.body,
                 request_headers=request.headers,
-                request_time=sent_wall,
+                request_time=c.sent_wall,
                 response_time=self.wall(),
             )
             cache_status = outcome.cache_status
@@ -764,21 +748,21 @@ class Engine:
                 self.metrics.incr("cache_revalidations")
             elif cache_status == "stale":
                 self.metrics.incr("cache_stale_served")
-        if background:
+        if c.background:
             # Not a caller's call: its Final goes back to the driver, which only closes it.
             return Final(
-                CallInfo(state.attempt, request_id, cache_status, waited, state.idle_for),
+                CallInfo(state.attempt, request_id, cache_status, c.waited, state.idle_for),
                 received=received,
                 served=served,
             )
         self.metrics.record_call(
-            latency=self.clock() - started,
+            latency=self.clock() - c.started,
             attempts=state.attempt,
             status=served.status if served is not None else status,
             error=None,
             counter="cache_misses" if cache_status == "miss" else None,
         )
-        info = CallInfo(state.attempt, request_id, cache_status, waited, state.idle_for)
+        info = CallInfo(state.attempt, request_id, cache_status, c.waited, state.idle_for)
         if served is not None:
             return Final(info, received=received, served=served)
         return Final(info, received=received)
