@@ -163,6 +163,9 @@ class _Stream(httpcore.NetworkStream):
         return self._inner.read(max_bytes, _clip(timeout))
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if not buffer:  # h11's empty body and end of message: nothing goes out, nothing to bound
+            self._inner.write(buffer, timeout)
+            return
         wait = _hold_left()
         while wait > 0:
             time.sleep(wait)
@@ -218,6 +221,8 @@ class _AsyncStream(httpcore.AsyncNetworkStream):
         return self._inner.read(max_bytes, _clip(timeout))
 
     def write(self, buffer: bytes, timeout: float | None = None) -> Coroutine[Any, Any, None]:
+        if not buffer:  # h11's empty body and end of message: nothing goes out, nothing to bound
+            return self._inner.write(buffer, timeout)
         if _hold_left() > 0:
             return self._held_write(buffer, timeout)
         return self._inner.write(buffer, _clip(timeout))
