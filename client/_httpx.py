@@ -890,8 +890,9 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
             slots = self._slots = (loop, _Slots(self._slot_count))
         return slots[1]
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await self._handle(request, None)
+    def handle_async_request(self, request: httpx.Request) -> Coroutine[Any, Any, httpx.Response]:
+        # A plain function handing back ``_handle``'s coroutine: no coroutine of its own a call.
+        return self._handle(request, None)
 
     async def _handle(self, request: httpx.Request, revalidate: Lookup | None) -> httpx.Response:
         if not isinstance(request.stream, httpx.ByteStream):
@@ -1029,9 +1030,14 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
         response.stream = _AsyncBody(self.engine, action, raw, head, chunks, release)
         return None
 
-    async def _read(self, response: httpx.Response, action: Send) -> bytes:
+    def _read(self, response: httpx.Response, action: Send) -> Coroutine[Any, Any, bytes]:
+        """The whole body: ``aread()``'s own coroutine when every network read is clipped (no
+        coroutine of ours around it), else a read checking the deadline between chunks."""
         if self._clipped:
-            return await response.aread()
+            return response.aread()
+        return self._read_checked(response, action)
+
+    async def _read_checked(self, response: httpx.Response, action: Send) -> bytes:
         chunks = []
         async for chunk in response.aiter_bytes():
             chunks.append(chunk)
