@@ -257,9 +257,10 @@ class HttpCache:
         self._end_background(lookup)
         if method not in SAFE_METHODS:
             if 200 <= status < 400:
-                self._invalidate(lookup.url, hdrs)
-                if method == "POST":
-                    self._store_post(lookup, status, hdrs, body, request_time, response_time)
+                targets = _locations(hdrs)
+                self._invalidate(lookup.url, targets)
+                if method == "POST" and targets[1] is not None:
+                    self._store_post(lookup, status, hdrs, body, request_time, response_time, targets[1])
             return Outcome(response=None, cache_status="bypass")
         if lookup.action is Action.BYPASS:
             return Outcome(response=None, cache_status="bypass")
@@ -312,12 +313,13 @@ class HttpCache:
         """
         if method.upper() in SAFE_METHODS or not 200 <= status < 400:
             return 0
-        return self._invalidate(url, as_headers(headers))
+        return self._invalidate(url, _locations(as_headers(headers)))
 
-    def _invalidate(self, url: str, hdrs: Headers) -> int:
+    def _invalidate(self, url: str, targets: tuple[str | None, str | None]) -> int:
+        """Drop ``url``'s entries, and those of the ``Location`` and ``Content-Location`` it
+        answered with (``targets``), when they are of its origin (§4.4)."""
         dropped = self.invalidate_url(url)
-        for name in ("location", "content-location"):
-            target = first(hdrs, name)
+        for target in targets:
             if target:
                 absolute = urljoin(url, target.strip())
                 if _origin(absolute) == _origin(url):
@@ -532,11 +534,11 @@ class HttpCache:
         body: bytes | None,
         request_time: float,
         response_time: float,
+        location: str,
     ) -> None:
         """RFC 9110 §9.3.3: a POST response with explicit freshness and a Content-Location equal
-        to the target URI may answer later GETs of that URI."""
-        location = first(hdrs, "content-location")
-        if "GET" not in self.policy.methods or location is None or not 200 <= status < 300:
+        to the target URI (``location``, its first line) may answer later GETs of that URI."""
+        if "GET" not in self.policy.methods or not 200 <= status < 300:
             return
         if _key(urljoin(lookup.url, location.strip()), "")[0][1] != lookup.key[1]:
             return
@@ -676,3 +678,18 @@ def _select_for_update(candidates: list[Entry], hdrs: Headers, validated: tuple[
         return same[-1:]
     # No validator in the 304: it can only mean the single response the cache validated.
     return list(validated) if len(validated) == 1 else []
+
+
+def _locations(hdrs: Headers) -> tuple[str | None, str | None]:
+    """The first ``Location`` and ``Content-Location`` lines of an unsafe method's answer, in one
+    pass over its fields (what ``first`` finds for each, without a scan per field)."""
+    location = content_location = None
+    for name, value in hdrs:
+        if len(name) in (8, 16):  # the two names' lengths: most fields are neither
+            lower = name.lower()
+            if lower == "location":
+                if location is None:
+                    location = value
+            elif lower == "content-location" and content_location is None:
+                content_location = value
+    return location, content_location
