@@ -106,8 +106,12 @@ class _Fast(MutableMapping[str, str]):
         return len(self._store)
 
     def pairs(self) -> tuple[tuple[str, str], ...]:
-        """``(name, value)`` pairs, as the cache takes them."""
-        return tuple(p if type(p[1]) is str else (p[0], str(p[1])) for p in self._store.values())
+        """``(name, value)`` pairs, as the cache takes them (values made text; most are)."""
+        pairs = tuple(self._store.values())
+        for _, value in pairs:
+            if type(value) is not str:  # a value given as bytes or a number: convert them all
+                return tuple((name, v if type(v) is str else str(v)) for name, v in pairs)
+        return pairs
 
 
 def _fast(headers: Any) -> Any:
