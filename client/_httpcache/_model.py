@@ -29,8 +29,12 @@ def as_headers(headers: HeaderInput | None) -> Headers:
     """``headers`` as a tuple of ``(name, value)`` pairs, wire order kept."""
     if headers is None:
         return ()
-    if isinstance(headers, tuple) and all(type(h) is tuple for h in headers):
-        return headers
+    if isinstance(headers, tuple):
+        for pair in headers:  # a loop, not all() over a generator: this runs on every lookup
+            if type(pair) is not tuple:
+                break
+        else:
+            return headers
     pairs = getattr(headers, "pairs", None)
     if pairs is not None:
         # The engine's header mappings give their (name, value) pairs of text at once, where a
