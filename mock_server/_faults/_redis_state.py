@@ -316,9 +316,6 @@ class _Outcomes:
         return self.bits[:width]
 
 
-_AGAIN = object()
-
-
 def _acts(result: Any) -> bool:
     """Whether an arrival script's reply lets the API act at once: the one rule that fired says
     so (fired 2, see :func:`_step`)."""
@@ -448,12 +445,12 @@ class _Arrival(Prelude):
         attempt.landed()
         state = attempt.state
         try:
-            decided = await state._conclude(attempt, reply)
-            if decided is _AGAIN:
+            counted, decided = await state._conclude(attempt, reply)
+            if not counted:
                 decided, ran = await state._count(attempt.next()), False
         except StateUnavailable as exc:
             self._finish(None, str(exc))
-        self._finish(decided, blocks=not ran and not _acts(reply))  # type: ignore[arg-type]
+        self._finish(decided, blocks=not ran and not _acts(reply))
         return ran
 
     def lost(self) -> None:
@@ -922,22 +919,23 @@ class RedisFaultState(FaultState):
                 result = await self._arrive_call(attempt.args)
             finally:
                 attempt.landed()
-            decided = await self._conclude(attempt, result)
-            if decided is not _AGAIN:
-                return decided, _acts(result)  # type: ignore[return-value]
+            counted, decided = await self._conclude(attempt, result)
+            if counted:
+                return decided, _acts(result)
             attempt = attempt.next()
 
-    async def _conclude(self, attempt: _Attempt, result: Any) -> Decision | None | object:
-        """The decision an arrival script's ``result`` gives, or :data:`_AGAIN` when the attempt
-        must be sent again (the rules were stale, or a probability window missed)."""
+    async def _conclude(self, attempt: _Attempt, result: Any) -> tuple[bool, Decision | None]:
+        """Whether an arrival script's ``result`` counted the request, and its decision. Not
+        counted: the attempt must be sent again (the rules were stale, or a probability window
+        missed)."""
         tag = result[0]
         if tag == b"stale":
             await self._load_rules()
-            return _AGAIN
+            return False, None
         if tag == b"miss":
             rule, key = attempt.candidates[int(result[1]) - 1]
             self._outcomes_of(key, attempt.sess).seen = int(result[2])
-            return _AGAIN
+            return False, None
         if self._subscribed:
             # The version matched just now, and later changes will be announced to this process.
             self._stale = False
@@ -946,10 +944,10 @@ class RedisFaultState(FaultState):
         if header_fault is not None:
             n = int(result[2])
             delay = self.engine.sample(header_fault, HEADER_RULE, session, n) if header_fault.latency else 0.0
-            return Decision(
+            return True, Decision(
                 header_fault if header_fault.terminal else None, HEADER_RULE, delay, (HEADER_RULE,)
             )
-        return self._decision(attempt.candidates, result[2:], session, attempt.sess)
+        return True, self._decision(attempt.candidates, result[2:], session, attempt.sess)
 
     async def _arrive_call(self, args: list[str | int | float]) -> Any:
         """The arrival script's answer for ``args``. Requests arriving in the same turn of the
