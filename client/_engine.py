@@ -23,6 +23,7 @@ serves threads and tasks alike.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import random
@@ -73,21 +74,28 @@ def _on_error_served(error: ApiError) -> bool:
 
 _PLAIN_FLOW = _BaseAuth.flow
 
-# Request ids need to be unique, not secret (an Idempotency-Key stays a uuid4): a private
-# generator seeded from the OS, reseeded in a forked child, saves the system call and the UUID
-# object of ``uuid.uuid4()`` on every call.
-_ids = random.Random(os.urandom(32))
-os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))
+# Request ids need to be unique, not secret (an Idempotency-Key stays a uuid4): a random
+# version-4 prefix per process, drawn from the OS (and again in a forked child), then a counter,
+# as the fake numbers its own. Unique within the process by the counter, across processes by 74
+# random bits; and no random draw, UUID object or system call on every call.
+_prefix = ""
+_counter = itertools.count()
+
+
+def _new_prefix() -> None:
+    global _prefix, _counter
+    h = os.urandom(10).hex()
+    _prefix = f"{h[:8]}-{h[8:12]}-4{h[12:15]}-{'89ab'[int(h[15], 16) & 3]}{h[16:19]}-"
+    _counter = itertools.count()
+
+
+_new_prefix()
+os.register_at_fork(after_in_child=_new_prefix)
 
 
 def new_request_id() -> str:
-    """A random (version 4) UUID as text, for ``X-Request-ID``."""
-    h = "%032x" % ((_ids.getrandbits(128) & _UUID_CLEAR) | _UUID_SET)
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-_UUID_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
-_UUID_SET = (0x4000 << 64) | (0x8000 << 48)
+    """A version-4-shaped UUID as text, for ``X-Request-ID``: unique, not secret."""
+    return f"{_prefix}{next(_counter):012x}"
 
 
 def _nothing_to_cache(lk: Lookup, status: int, headers: Mapping[str, str]) -> bool:
@@ -506,20 +514,21 @@ class Engine:
             # connection, a thousand tasks at once) still brings its share of retries to the
             # decision its answer calls for.
             self.budget.record_request()
-        if c.admitted and bucket is not None:
-            bucket.done()
+        admitted = c.admitted
         c.admitted = False
         if isinstance(reply, Received):
             status = reply.status
             if breaker is not None and ticket is not None:
                 breaker.record(ticket, failure=breaker.policy.is_failure(status))
             if bucket is not None:
-                bucket.observe(status, reply.headers)
+                bucket.observe(status, reply.headers, done=admitted)
             if status == 429:
                 self.metrics.record_status(429)
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("%s %s -> %d", request.method, redact_url(request.url), status)
             return None, reply
+        if admitted and bucket is not None:
+            bucket.done()
         error = reply if isinstance(reply, ApiError) else TransportError("no reply")
         seen = getattr(error, "received", None)
         if bucket is not None and isinstance(seen, Received):

@@ -80,10 +80,12 @@ logger = logging.getLogger("client")
 BACKGROUND_WORKERS = 2
 BUFFER_BYTES = 64 * 1024
 
-#: The monotonic instant the current attempt must have its body by (``None``: no deadline).
-_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("resilient_deadline", default=None)
-#: The limiter bucket whose server-announced pause the current attempt's bytes wait out.
-_HOLD: contextvars.ContextVar[TokenBucket | None] = contextvars.ContextVar("resilient_hold", default=None)
+#: The current attempt, as its network reads and writes see it: the monotonic instant it must
+#: have its body by (``None``: no deadline), and the limiter bucket whose server-announced pause
+#: its bytes wait out (``None``: none). One variable, so an attempt sets and resets it once.
+_ATTEMPT: contextvars.ContextVar[tuple[float | None, TokenBucket | None]] = contextvars.ContextVar(
+    "resilient_attempt", default=(None, None)
+)
 
 # httpx class -> (client class, label, may the server have seen the request?)
 _MAPPING: tuple[tuple[type[BaseException], type[ApiError], str, bool], ...] = (
@@ -131,7 +133,7 @@ def _hold_left() -> float:
     """How long to hold a write back: a pause the server announced after this attempt was
     admitted (another task's 429, say) holds its bytes too, however long the attempt waited
     for a connection. A hold past the deadline ends the attempt as unsent."""
-    hold = _HOLD.get()
+    until, hold = _ATTEMPT.get()
     if hold is None:
         return 0.0
     paused_until = hold.paused_until  # a float read: no lock on every write
@@ -139,14 +141,13 @@ def _hold_left() -> float:
         return 0.0
     wait = paused_until - time.monotonic()
     if wait > 0:
-        until = _DEADLINE.get()
         if until is not None and time.monotonic() + wait >= until:
             raise httpcore.ConnectTimeout("the host's rate-limit pause ends after the call's deadline")
     return wait
 
 
 def _clip(timeout: float | None) -> float | None:
-    until = _DEADLINE.get()
+    until = _ATTEMPT.get()[0]
     if until is None:
         return timeout
     left = until - time.monotonic()
@@ -446,7 +447,8 @@ class _Base:
         limiters = self.engine.limiters
         if action.attempt == 0 or limiters is None or limiters.policy.clock is not monotonic:
             return None
-        return limiters.get(host_key(action.request.url))
+        bucket = getattr(action.call, "bucket", None)  # the engine's own, for this call's host
+        return bucket if bucket is not None else limiters.get(host_key(action.request.url))
 
     def _flow(self, request: httpx.Request, revalidate: Lookup | None = None) -> tuple[Request, Flow]:
         neutral = _request_of(request)
@@ -535,11 +537,11 @@ class _SyncBody(_StreamBase, httpx.SyncByteStream):
         chunks = self._chunks if self._chunks is not None else iter(self._inner)
         while True:
             try:
-                token = _DEADLINE.set(_until(self._action))
+                token = _ATTEMPT.set((_until(self._action), None))
                 try:
                     chunk = next(chunks)
                 finally:
-                    _DEADLINE.reset(token)
+                    _ATTEMPT.reset(token)
             except StopIteration:
                 return
             except (ApiError, httpx.HTTPError, httpcore.TimeoutException, OSError) as exc:
@@ -576,11 +578,11 @@ class _AsyncBody(_StreamBase, httpx.AsyncByteStream):
         chunks = self._chunks if self._chunks is not None else self._inner.__aiter__()
         while True:
             try:
-                token = _DEADLINE.set(_until(self._action))
+                token = _ATTEMPT.set((_until(self._action), None))
                 try:
                     chunk = await chunks.__anext__()
                 finally:
-                    _DEADLINE.reset(token)
+                    _ATTEMPT.reset(token)
             except StopAsyncIteration:
                 return
             except (ApiError, httpx.HTTPError, httpcore.TimeoutException, OSError) as exc:
@@ -661,8 +663,9 @@ class ResilientTransport(_Base, httpx.BaseTransport):
                 target = request
             until = action.deadline.remaining()
             _timeout_extension(target, action, until)
-            token = _DEADLINE.set(time.monotonic() + until if until != float("inf") else None)
-            held = _HOLD.set(self._hold(action))
+            token = _ATTEMPT.set(
+                (time.monotonic() + until if until != float("inf") else None, self._hold(action))
+            )
             try:
                 response = self.inner.handle_request(target)
                 try:
@@ -677,8 +680,7 @@ class ResilientTransport(_Base, httpx.BaseTransport):
             except (httpx.HTTPError, httpcore.TimeoutException, OSError) as exc:
                 raise _mapped(exc, target) from exc
             finally:
-                _DEADLINE.reset(token)
-                _HOLD.reset(held)
+                _ATTEMPT.reset(token)
             return Received(response.status_code, headers, body, response)
 
         def sleep(action: Sleep) -> None:
@@ -910,8 +912,9 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
                 target = request
             until = action.deadline.remaining()
             _timeout_extension(target, action, until)
-            token = _DEADLINE.set(time.monotonic() + until if until != float("inf") else None)
-            held = _HOLD.set(self._hold(action))
+            token = _ATTEMPT.set(
+                (time.monotonic() + until if until != float("inf") else None, self._hold(action))
+            )
             slots = self._slots_here()
             acquired = False
             try:
@@ -936,8 +939,7 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
             finally:
                 if acquired:
                     slots.release()  # type: ignore[union-attr]
-                _DEADLINE.reset(token)
-                _HOLD.reset(held)
+                _ATTEMPT.reset(token)
             return Received(response.status_code, headers, body, response)
 
         async def sleep(action: Sleep) -> None:

@@ -264,10 +264,14 @@ class TokenBucket:
             raise
         return waited
 
-    def observe(self, status: int, headers: Mapping[str, str]) -> None:
-        """Adapt to a response: its rate-limit headers, and a 429's ``Retry-After``."""
+    def observe(self, status: int, headers: Mapping[str, str], *, done: bool = False) -> None:
+        """Adapt to a response: its rate-limit headers, and a 429's ``Retry-After``. ``done``:
+        the response answers an admitted request, no longer in flight (as :meth:`done`, under
+        the same lock: an answer is one lock, not two)."""
         policy = self.policy
         if not policy.follow_server:
+            if done:
+                self.done()
             return
         pause: float | None = None
         remaining: int | None = None
@@ -293,8 +297,12 @@ class TokenBucket:
             pause = policy.pause_on_429
         refused = status == 429 or remaining == 0
         if pause is None and remaining is None:
+            if done:
+                self.done()
             return
         with self._lock:
+            if done and self._in_flight > 0:
+                self._in_flight -= 1
             now = policy.clock()
             self._refill(now)
             if refused:

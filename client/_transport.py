@@ -556,11 +556,16 @@ class _MergedHeaders(Mapping[str, str]):
         """The merged headers as the cache takes them (name, value) -- cheap when the call adds
         none, the common case."""
         store = getattr(self._session, "_store", None)
-        if type(self._session) is CaseInsensitiveDict and type(store) is dict:
-            session = tuple(
-                p if type(p[1]) is str else (p[0], str(p[1])) for p in store.values() if p[1] is not None
-            )
-        else:
+        session: tuple[tuple[str, str], ...] | None = None
+        if type(self._session) is CaseInsensitiveDict and isinstance(store, dict):
+            # Its store is an OrderedDict of (name, value) pairs: taken whole when every value is
+            # already text (the common case), with no per-name look-up.
+            session = tuple(store.values())
+            for _, value in session:
+                if type(value) is not str:
+                    session = None
+                    break
+        if session is None:
             session = tuple((k, str(v)) for k, v in self._session.items() if v is not None)
         call = self._call
         if not call:

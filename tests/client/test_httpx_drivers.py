@@ -341,7 +341,7 @@ def test_a_write_is_held_while_the_host_is_paused() -> None:
     """A request admitted before another task's 429 was read holds its bytes until the pause
     the server announced is over (the wrapped network stream asks the limiter at each write)."""
     from client import TokenBucket
-    from client._httpx import _HOLD, _Stream
+    from client._httpx import _ATTEMPT, _Stream
 
     bucket = TokenBucket(RateLimitPolicy(rate=100, burst=100))
     bucket.observe(429, {"Retry-After": "0.05"})
@@ -351,11 +351,11 @@ def test_a_write_is_held_while_the_host_is_paused() -> None:
         def write(self, buffer: bytes, timeout: float | None = None) -> None:
             seen.append(bucket.pause_left())
 
-    token = _HOLD.set(bucket)
+    token = _ATTEMPT.set((None, bucket))
     try:
         _Stream(Inner()).write(b"GET / HTTP/1.1\r\n\r\n")  # type: ignore[arg-type]
     finally:
-        _HOLD.reset(token)
+        _ATTEMPT.reset(token)
     assert seen == [0.0]
 
 
