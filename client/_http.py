@@ -59,8 +59,9 @@ class Headers(MutableMapping[str, str]):
 
     def __init__(self, items: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> None:
         self._store: dict[str, tuple[str, str]] = {}
-        #: Lower-cased names set since :meth:`track` (``None``: not tracking).
-        self.touched: set[str] | None = None
+        #: Lower-cased names set since :meth:`track`, each with whether it was absent before
+        #: (``None``: not tracking): a driver appends a new field without looking for it.
+        self.touched: dict[str, bool] | None = None
         pairs = items.items() if isinstance(items, Mapping) else items
         for name, value in pairs:
             self[name] = value
@@ -79,7 +80,7 @@ class Headers(MutableMapping[str, str]):
 
     def track(self) -> Headers:
         """Start noting which names are set from now on (a driver copies only those back)."""
-        self.touched = set()
+        self.touched = {}
         return self
 
     def get(self, name: str, default: Any = None) -> Any:  # no KeyError on the hot path
@@ -91,12 +92,16 @@ class Headers(MutableMapping[str, str]):
 
     def __setitem__(self, name: str, value: str) -> None:
         lower = name.lower()
+        touched = self.touched
+        if touched is not None and lower not in touched:
+            touched[lower] = lower not in self._store
         self._store[lower] = (name, value)
-        if self.touched is not None:
-            self.touched.add(lower)
 
     def __delitem__(self, name: str) -> None:
-        del self._store[name.lower()]
+        lower = name.lower()
+        del self._store[lower]
+        if self.touched is not None:
+            self.touched[lower] = False  # the driver's copy may still have it: no blind append
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.lower() in self._store

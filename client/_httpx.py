@@ -341,27 +341,20 @@ def _sync_headers(request: httpx.Request, neutral: Request) -> None:
     target = request.headers
     # httpx.Headers keeps (name, lower-case name, value) bytes in a list, and its __setitem__
     # encodes and scans the whole list for every field set (some 3 us each, two or three fields a
-    # call). A field the request lacks (the common case: a request id, a credential) is appended
+    # call). A field the request lacked (the common case: a request id, a credential) is appended
     # as __setitem__ would append it; any other change goes through the public methods.
     fields = getattr(target, "_list", None)
     encoding = getattr(target, "_encoding", None) or "utf-8"
-    present: set[bytes] | None = None
-    for lower in touched:
+    for lower, new in touched.items():
         value = headers.get(lower)
         if value is None:
             if lower in target:
                 del target[lower]
-            continue
-        if type(fields) is list:
+        elif new and type(fields) is list:
             name = lower.encode(encoding)
-            key = name.lower()
-            if present is None:
-                present = {item[1] for item in fields}
-            if key not in present:
-                fields.append((name, key, value.encode(encoding)))
-                present.add(key)
-                continue
-        target[lower] = value  # one scan: setting what is there already changes nothing
+            fields.append((name, name.lower(), value.encode(encoding)))
+        else:
+            target[lower] = value  # one scan: setting what is there already changes nothing
     touched.clear()
 
 

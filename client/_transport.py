@@ -49,6 +49,7 @@ _LOWER_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, OSErro
 _CHUNK = 64 * 1024
 _ZERO = timedelta(0)
 _MEMO_LIMIT = 4096
+_INF = float("inf")
 # Threads a session keeps for background revalidations (stale-while-revalidate).
 BACKGROUND_WORKERS = 2
 
@@ -168,6 +169,15 @@ def read_body(response: requests.Response, action: Send) -> bytes:
     # nearer than that, and put back after.
     before = current = sock.gettimeout() if sock is not None else None
     chunks = []
+    # A body neither compressed nor chunked ends when its Content-Length is in (urllib3 has then
+    # closed the wire and freed the connection): no last read for an empty chunk, as
+    # ``requests`` makes none. A compressed body is read to the empty chunk, which flushes the
+    # decoder.
+    fields = response.headers
+    store = fields._store if type(fields) is CaseInsensitiveDict else None  # type: ignore[attr-defined]
+    whole = type(getattr(raw, "length_remaining", None)) is int and (
+        "content-encoding" not in store if store is not None else "content-encoding" not in fields
+    )
     try:
         while True:
             if deadline.expires_at is not None:
@@ -185,6 +195,8 @@ def read_body(response: requests.Response, action: Send) -> bytes:
             if not chunk:
                 break
             chunks.append(chunk)
+            if whole and raw.length_remaining == 0:
+                break
     except BaseException:
         response.close()
         raise
@@ -483,15 +495,12 @@ def _close(native: Any) -> None:
         close()
 
 
-def _finite(value: float | None) -> float | None:
-    return None if value is None or value == float("inf") else value
-
-
 def _wire_timeout(action: Send, given: Any) -> tuple[float | None, float | None] | float | None:
     """The timeout ``requests`` gets for one attempt: a single number when the caller gave one."""
-    if isinstance(given, int | float) and not isinstance(given, bool) and action.connect == action.read:
-        return _finite(action.read)
-    return (_finite(action.connect), _finite(action.read))
+    connect, read = action.connect, action.read
+    if connect == read and isinstance(given, int | float) and not isinstance(given, bool):
+        return None if read == _INF else read
+    return (None if connect == _INF else connect, None if read == _INF else read)
 
 
 def _timeout(value: Any) -> tuple[float, float] | float | None:

@@ -94,7 +94,9 @@ class HttpCache:
             now = self._clock()
         method = method.upper()
         headers = as_headers(request_headers)
-        key, _ = _key(url, credential)
+        # As ``_key``, inline: this runs on every call that may be cached.
+        bare = url if "#" not in url else url.split("#", 1)[0]
+        key = (credential, bare if "=" not in bare else secret_free_url(bare))
         if method not in self.policy.methods or method not in ("GET", "HEAD"):
             # Not for this cache (a POST, say): its answer is still told, for invalidation.
             return Lookup(
@@ -109,7 +111,7 @@ class HttpCache:
             )
         if not self._store.variants(key):
             for name, _value in headers:
-                if name.lower() == "cache-control":
+                if len(name) == 13 and name.lower() == "cache-control":
                     break
             else:
                 # Nothing stored for the URL, and no request directive (no-store,

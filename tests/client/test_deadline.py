@@ -58,6 +58,61 @@ def test_a_fast_body_is_read_whole(mock_server):
     assert response.status_code == 200 and response.json()["status"] == "ok"
 
 
+def _pools(session: requests.Session) -> list:
+    manager = session.get_adapter("http://").poolmanager
+    return [manager.pools[key] for key in manager.pools.keys()]
+
+
+def test_a_body_read_whole_frees_its_connection_for_the_next_call(mock_server):
+    """The body is read up to its Content-Length, with no read after it, and the connection goes
+    back to the pool each time: five calls make one connection."""
+    policies = Policies(retry=None, cache=None, timeouts=Timeouts(connect=2, read=2, total=5))
+    with ResilientSession(policies) as session:
+        for _ in range(5):
+            response = session.get(f"{mock_server.url}/openapi.json")
+            assert response.status_code == 200 and response.json()["openapi"].startswith("3.")
+        assert [pool.num_connections for pool in _pools(session)] == [1]
+
+
+def test_a_compressed_body_is_read_to_its_end_and_decoded_whole():
+    """A gzip body that decodes to more than one read's worth is read to the end of the stream
+    (the decoder's last bytes come with it), and its connection is reused too."""
+    import gzip
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    text = b"".join(b"line %d of a long compressed body\n" % i for i in range(20_000))
+    packed = gzip.compress(text)
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(packed)))
+            self.end_headers()
+            self.wfile.write(packed)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/big"
+        policies = Policies(retry=None, cache=None, timeouts=Timeouts(connect=2, read=2, total=5))
+        with ResilientSession(policies) as session:
+            for _ in range(3):
+                assert session.get(url).content == text
+            assert [pool.num_connections for pool in _pools(session)] == [1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.mark.parametrize("given_id", [None, "caller-id"])
 def test_call_info_of_a_cache_hit_describes_the_hit(make_session, given_id):
     """A fresh hit: no attempts, no waits, cache 'hit', and no request id unless the caller

@@ -425,3 +425,18 @@ def test_what_the_engine_sets_reaches_the_httpx_request_as_httpx_itself_would_se
         expected.headers[name] = neutral.headers[name]
     assert request.headers.raw == expected.headers.raw
     assert list(request.headers.multi_items()) == list(expected.headers.multi_items())
+
+
+def test_a_field_deleted_then_set_again_reaches_the_httpx_request_once() -> None:
+    # A field the request lacked is appended straight to httpx's list; one the engine deleted
+    # and set again after an earlier copy went over must replace it, not be appended twice.
+    from client._httpx import _request_of, _sync_headers
+
+    request = httpx.Request("GET", URL)
+    neutral = _request_of(request)
+    neutral.headers["X-API-Key"] = "first"
+    _sync_headers(request, neutral)
+    del neutral.headers["X-API-Key"]
+    neutral.headers["X-API-Key"] = "second"
+    _sync_headers(request, neutral)
+    assert request.headers.get_list("x-api-key") == ["second"]
