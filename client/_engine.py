@@ -411,13 +411,8 @@ class Engine:
         request_id = headers.get(id_header) if id_header else None
         cache = self.cache
         if cache is not None and lk is None:
-            pairs = getattr(headers, "pairs", None)
-            lk = cache.lookup(
-                method,
-                url,
-                pairs() if pairs is not None else headers,
-                credential=self.credential(cache_auth or auth, headers),
-            )
+            # The mapping itself: the cache takes the pairs of one that has them as they are.
+            lk = cache.lookup(method, url, headers, credential=self.credential(cache_auth or auth, headers))
         if lk is not None and not background:
             if lk.response is not None:
                 hit = self.served_hit(lk, request_id)

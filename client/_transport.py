@@ -677,7 +677,7 @@ class ResilientSession(_Driver, requests.Session):
                     lookup = cache.lookup(
                         method,
                         prepared_url,
-                        view.pairs(),
+                        view,
                         credential=engine.credential(call_auth or auth, view),
                     )
                     # A stale answer to revalidate takes the full path below (it needs a
@@ -708,7 +708,7 @@ class ResilientSession(_Driver, requests.Session):
             if len(self._urls) < _MEMO_LIMIT:
                 self._urls[memo_key] = prep.url
             lookup = cache.lookup(
-                method, prep.url, view.pairs(), credential=engine.credential(call_auth or auth, view)
+                method, prep.url, view, credential=engine.credential(call_auth or auth, view)
             )
         settings: dict[str, Any] = dict(
             self.merge_environment_settings(prep.url, proxies or {}, stream, verify, cert)
