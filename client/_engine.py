@@ -98,6 +98,10 @@ def new_request_id() -> str:
     return f"{_prefix}{next(_counter):012x}"
 
 
+#: The response fields a cache stores or validates with, besides Cache-Control.
+_VALIDATING = frozenset({"etag", "last-modified", "expires"})
+
+
 def _nothing_to_cache(lk: Lookup, status: int, headers: Mapping[str, str]) -> bool:
     """Whether the cache's answer to this response is certainly "a miss, nothing stored": a
     plain GET/HEAD miss (no stored variant matched) answered without any caching or validating
@@ -112,7 +116,11 @@ def _nothing_to_cache(lk: Lookup, status: int, headers: Mapping[str, str]) -> bo
     ):
         return False
     get = headers.get  # a driver hands over a mapping with a cheap get (no scan, no KeyError)
-    if get("ETag") is not None or get("Last-Modified") is not None or get("Expires") is not None:
+    names = getattr(headers, "lower_names", None)
+    if names is not None:  # its lower-case names at once: one set operation, not three look-ups
+        if not names().isdisjoint(_VALIDATING):
+            return False
+    elif get("ETag") is not None or get("Last-Modified") is not None or get("Expires") is not None:
         return False
     directives = get("Cache-Control")
     if directives is None:

@@ -9,7 +9,7 @@ a :class:`Received` (or the error the attempt ended in), until the flow returns 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Iterable, Iterator, KeysView, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +73,19 @@ class Headers(MutableMapping[str, str]):
         headers._store = {name.lower(): (name, value) for name, value in pairs}
         headers.touched = None
         return headers
+
+    @classmethod
+    def from_store(cls, store: dict[str, tuple[str, str]]) -> Headers:
+        """Headers over ``store``, a dict of lower-case name to ``(name, value)`` (taken as it is:
+        a driver builds it in one pass over its library's fields)."""
+        headers = cls.__new__(cls)
+        headers._store = store
+        headers.touched = None
+        return headers
+
+    def lower_names(self) -> KeysView[str]:
+        """The field names, lower-case (what the engine tests at once)."""
+        return self._store.keys()
 
     def pairs(self) -> tuple[tuple[str, str], ...]:
         """``(name, value)`` pairs, as the cache takes them (no per-name look-ups)."""

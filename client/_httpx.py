@@ -42,7 +42,7 @@ import inspect
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, KeysView
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -300,20 +300,31 @@ class _Lowered(dict[str, str]):
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and dict.__contains__(self, name.lower())
 
+    def lower_names(self) -> KeysView[str]:
+        """The field names, lower-case (what the engine tests at once)."""
+        return dict.keys(self)
 
-def _multi_items(headers: httpx.Headers) -> list[tuple[str, str]]:
-    """``headers.multi_items()`` (lower-case names, decoded values), with the encoding looked up
-    once instead of twice per field (a property call each time, some 20 a call)."""
+
+def _fields(headers: httpx.Headers) -> tuple[list[tuple[bytes, bytes, bytes]] | None, str]:
+    """httpx's own list of ``(name, lower-case name, value)`` bytes and its encoding (looked up
+    once: a property call each time), or ``None`` when this httpx keeps no such list."""
     fields = getattr(headers, "_list", None)
     if type(fields) is not list:
-        return headers.multi_items()
-    encoding = headers.encoding
-    return [(key.decode(encoding), value.decode(encoding)) for _, key, value in fields]
+        return None, ""
+    return fields, headers.encoding
 
 
 def _lowered(headers: httpx.Headers) -> _Lowered:
-    items = _multi_items(headers)  # lower-case names, decoded values
-    lowered = _Lowered(items)
+    """Response headers as the engine reads them, decoded in one pass over httpx's list."""
+    fields, encoding = _fields(headers)
+    if fields is None:
+        items = headers.multi_items()
+        lowered = _Lowered(items)
+    else:
+        lowered = _Lowered({key.decode(encoding): value.decode(encoding) for _, key, value in fields})
+        if len(lowered) == len(fields):
+            return lowered
+        items = [(key.decode(encoding), value.decode(encoding)) for _, key, value in fields]
     if len(lowered) != len(items):  # a repeated field: its lines joined, in order
         lowered = _Lowered()
         for name, value in items:
@@ -327,9 +338,17 @@ def _request_of(request: httpx.Request) -> Request:
     replayable = isinstance(stream, httpx.ByteStream)
     body = request.content if replayable else None
     # The engine reads and sets headers many times a call; httpx.Headers scans and decodes its
-    # whole list on every look-up, so the engine gets a dict copy and what it sets is copied back.
-    headers = Headers.from_pairs(_multi_items(request.headers)).track()
-    return Request(request.method, str(request.url), headers, body or None, replayable=replayable)
+    # whole list on every look-up, so the engine gets a dict copy (lower-case names, as
+    # ``multi_items()`` gives them; a later field replaces an earlier one) and what it sets is
+    # copied back.
+    fields, encoding = _fields(request.headers)
+    if fields is None:
+        headers = Headers.from_pairs(request.headers.multi_items())
+    else:
+        headers = Headers.from_store(
+            {(lower := key.decode(encoding)): (lower, value.decode(encoding)) for _, key, value in fields}
+        )
+    return Request(request.method, str(request.url), headers.track(), body or None, replayable=replayable)
 
 
 def _sync_headers(request: httpx.Request, neutral: Request) -> None:

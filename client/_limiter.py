@@ -38,6 +38,8 @@ _IETF_RESET = re.compile(r"(?:^|[;,\s])t=(\d+(?:\.\d+)?)")
 _NO_DEADLINE = Deadline(None)
 #: ``X-RateLimit-Reset`` values below this are seconds to wait, not an epoch.
 EPOCH_THRESHOLD = 1e9
+#: The fields ``observe`` reads (lower-case), besides a 429's Retry-After.
+_LIMIT_FIELDS = frozenset({"ratelimit", "x-ratelimit-remaining"})
 #: How long the server's last ``Remaining`` caps the requests in flight (it only grows as the
 #: server refills, so an old one is merely cautious), and how often a capped request looks again.
 REMAINING_TTL = 1.0
@@ -270,6 +272,12 @@ class TokenBucket:
         the same lock: an answer is one lock, not two)."""
         policy = self.policy
         if not policy.follow_server:
+            if done:
+                self.done()
+            return
+        names = getattr(headers, "lower_names", None)
+        if names is not None and status != 429 and names().isdisjoint(_LIMIT_FIELDS):
+            # Nothing to adapt to (one set operation, not a look-up per field).
             if done:
                 self.done()
             return

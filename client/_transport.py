@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Iterator, KeysView, Mapping, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -105,6 +105,10 @@ class _Fast(MutableMapping[str, str]):
 
     def __len__(self) -> int:
         return len(self._store)
+
+    def lower_names(self) -> KeysView[str]:
+        """The field names, lower-case (what the engine tests at once)."""
+        return self._store.keys()
 
     def pairs(self) -> tuple[tuple[str, str], ...]:
         """``(name, value)`` pairs, as the cache takes them (values made text; most are)."""
