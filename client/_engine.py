@@ -98,6 +98,9 @@ def new_request_id() -> str:
     return f"{_prefix}{next(_counter):012x}"
 
 
+#: URLs whose host's breaker and bucket an engine remembers.
+_PER_URL_LIMIT = 4096
+
 #: The response fields a cache stores or validates with, besides Cache-Control.
 _VALIDATING = frozenset({"etag", "last-modified", "expires"})
 
@@ -210,6 +213,9 @@ class Engine:
         )
         self.limiters = LimiterRegistry(policies.limiter) if policies.limiter is not None else None
         self.cache = HttpCache(policies.cache) if policies.cache is not None else None
+        # A call's URL -> its host's (breaker, bucket): most calls repeat a URL, so the host key
+        # and the two registries are looked up once per URL, not once per call (bounded).
+        self._per_url: dict[str, tuple[Any, Any]] = {}
         # Set by a driver that runs background work (an executor, a task): a stale entry within
         # its stale-while-revalidate window is then served at once and revalidated behind it.
         self.background = False
@@ -454,9 +460,10 @@ class Engine:
             else False,
             replayable=request.replayable,
         )
-        host = host_key(url)
-        c.breaker = self.breakers.get(host) if self.breakers is not None else None
-        c.bucket = self.limiters.get(host) if self.limiters is not None else None
+        guards = self._per_url.get(url)
+        if guards is None:
+            guards = self._guards(url)
+        c.breaker, c.bucket = guards
         c.ticket = None
         c.admitted = False
         c.waited = 0.0
@@ -468,6 +475,17 @@ class Engine:
         if c.plain_auth:
             auth.apply(request)  # type: ignore[union-attr]
         return c
+
+    def _guards(self, url: str) -> tuple[Any, Any]:
+        """The breaker and the limiter bucket of ``url``'s host (``None`` without the policy)."""
+        host = host_key(url)
+        guards = (
+            self.breakers.get(host) if self.breakers is not None else None,
+            self.limiters.get(host) if self.limiters is not None else None,
+        )
+        if len(self._per_url) < _PER_URL_LIMIT:
+            self._per_url[url] = guards
+        return guards
 
     def _admit(self, c: _Call) -> float:
         """An attempt's admission: the host's breaker (``CircuitOpen``: nothing is held), then a
@@ -502,7 +520,10 @@ class Engine:
 
     def _send(self, c: _Call) -> Send:
         """The admitted attempt, its timeouts clipped to the deadline (which may have run out)."""
-        connect, read = self._attempt_timeouts(c.deadline, c.timeout)
+        if c.timeout is None:
+            connect, read = self.policies.timeouts.for_attempt(c.deadline)
+        else:
+            connect, read = self._attempt_timeouts(c.deadline, c.timeout)
         c.sent_wall = self.wall()
         return Send(c.request, connect, read, c.deadline, c.state.attempt, c.lk, c)
 

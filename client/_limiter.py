@@ -165,7 +165,20 @@ class TokenBucket:
         before asking :meth:`admit` (the token is taken: give it back with :meth:`cancel` if the
         request is not sent). Raises as they do, with no token taken."""
         with self._lock:
-            now = self.policy.clock()
+            policy = self.policy
+            now = policy.clock()
+            if self._in_flight == 0 and self._paused_until <= now:
+                # The common case, inline (three calls fewer on every request): nothing in flight
+                # and no pause, so nothing gates it; a token at hand after the refill admits it.
+                if now > self._updated:
+                    tokens = self._tokens + (now - self._updated) * policy.rate
+                    self._tokens = tokens if tokens < policy.burst else float(policy.burst)
+                    self._updated = now
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    self._in_flight = 1
+                    self._gated = 0
+                    return 0.0
             wait = self._reserve(now, deadline)
             if wait > 0:
                 return wait
@@ -279,7 +292,9 @@ class TokenBucket:
         if names is not None and status != 429 and names().isdisjoint(_LIMIT_FIELDS):
             # Nothing to adapt to (one set operation, not a look-up per field).
             if done:
-                self.done()
+                with self._lock:  # as ``done``
+                    if self._in_flight > 0:
+                        self._in_flight -= 1
             return
         pause: float | None = None
         remaining: int | None = None

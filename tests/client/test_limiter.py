@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from client import DeadlineExceeded, FakeClock, RateLimited, RateLimitPolicy, TokenBucket
 from client._limiter import LimiterRegistry
@@ -203,3 +205,49 @@ def test_a_pause_announced_during_a_wait_holds_the_waiting_request() -> None:
     start = clock.clock()
     waited = bucket.acquire()
     assert clock.clock() - start >= 2.0 and waited >= 2.0
+
+
+# Each step: advance the clock, then take a token, finish a request in flight, or read an answer.
+_STEPS = st.lists(
+    st.tuples(
+        st.sampled_from([0.0, 0.0, 0.01, 0.2, 1.0]),
+        st.sampled_from(["take", "take", "done", "ok", "none-left", "429"]),
+    ),
+    max_size=40,
+)
+_ANSWERS = {
+    "ok": (200, {"X-RateLimit-Remaining": "5"}),
+    "none-left": (200, {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1"}),
+    "429": (429, {"Retry-After": "0.5"}),
+}
+
+
+@settings(max_examples=150)
+@given(steps=_STEPS, burst=st.integers(1, 3))
+def test_take_decides_as_reserve_then_admit(steps, burst):
+    """``take`` (with its inline common case) waits, admits and counts exactly as ``reserve``
+    then ``admit`` do on a twin bucket, whatever happened before."""
+    one, clock = bucket(rate=2.0, burst=burst)
+    twin = TokenBucket(one.policy)
+    for advance, step in steps:
+        clock.advance(advance)
+        if step == "take":
+            wait = one.take()
+            expected = twin.reserve()
+            if expected <= 0:
+                expected = twin.admit()
+            assert wait == pytest.approx(expected)
+            if wait > 0:
+                one.cancel()
+                twin.cancel()
+        elif step == "done":
+            one.done()
+            twin.done()
+        else:
+            status, headers = _ANSWERS[step]
+            one.observe(status, headers, done=True)
+            twin.done()
+            twin.observe(status, headers)
+        assert one.in_flight == twin.in_flight
+        assert one.level() == pytest.approx(twin.level())
+        assert one.paused_until == pytest.approx(twin.paused_until)
