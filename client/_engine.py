@@ -520,6 +520,8 @@ class Engine:
 
     def _send(self, c: _Call) -> Send:
         """The admitted attempt, its timeouts clipped to the deadline (which may have run out)."""
+        connect: float | None
+        read: float | None
         if c.timeout is None:
             connect, read = self.policies.timeouts.for_attempt(c.deadline)
         else:
