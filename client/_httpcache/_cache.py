@@ -57,6 +57,10 @@ NOT_UPDATED = frozenset({"content-length", "content-encoding", "content-type", "
 NOT_MODIFIED_FIELDS = frozenset(
     {"cache-control", "content-location", "date", "etag", "expires", "vary", "last-modified"}
 )
+# The fields of an unsafe method's answer that name other targets to invalidate (§4.4).
+_TARGET_FIELDS = frozenset({"location", "content-location"})
+# Outcomes are immutable: the most common one is made once.
+_BYPASSED = Outcome(response=None, cache_status="bypass")
 # How long a background revalidation may stay unreported before another lookup starts one.
 BACKGROUND_GRACE = 30.0
 
@@ -253,19 +257,26 @@ class HttpCache:
             response_time = self._clock()
         if request_time is None:
             request_time = min(lookup.now, response_time)
-        hdrs = as_headers(headers)
         method = lookup.method
         entry: Entry | None = lookup.entry
         self._end_background(lookup)
         if method not in SAFE_METHODS:
             if 200 <= status < 400:
-                targets = _locations(hdrs)
-                self._invalidate(lookup.url, targets)
-                if method == "POST" and targets[1] is not None:
-                    self._store_post(lookup, status, hdrs, body, request_time, response_time, targets[1])
-            return Outcome(response=None, cache_status="bypass")
+                names = getattr(headers, "lower_names", None)
+                if names is not None and names().isdisjoint(_TARGET_FIELDS):
+                    # The common answer to a POST names no other target (one set operation
+                    # instead of a pass over its fields).
+                    self._invalidate(lookup.url, (None, None))
+                else:
+                    hdrs = as_headers(headers)
+                    targets = _locations(hdrs)
+                    self._invalidate(lookup.url, targets)
+                    if method == "POST" and targets[1] is not None:
+                        self._store_post(lookup, status, hdrs, body, request_time, response_time, targets[1])
+            return _BYPASSED
         if lookup.action is Action.BYPASS:
-            return Outcome(response=None, cache_status="bypass")
+            return _BYPASSED
+        hdrs = as_headers(headers)
         req = RequestView(lookup.caller_headers)
         if (
             status in STALE_IF_ERROR_STATUSES
@@ -332,6 +343,9 @@ class HttpCache:
         """Drop every entry for ``url``'s path (any query, credential); return how many."""
         if base is not None:
             url = urljoin(base, url)
+        if not len(self._store):
+            # Nothing stored: nothing to drop (as if this ran before any concurrent store).
+            return 0
         with self._lock:
             return self._store.remove_path(_path(url))
 
