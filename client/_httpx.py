@@ -927,7 +927,11 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
             token = _ATTEMPT.set(
                 (time.monotonic() + until if until != float("inf") else None, self._hold(action))
             )
-            slots = self._slots_here()
+            here = self._slots  # as ``_slots_here``, without its call when this loop has them
+            if here is not None and here[0] is asyncio.get_running_loop():
+                slots: _Slots | None = here[1]
+            else:
+                slots = self._slots_here()
             acquired = False
             try:
                 if slots is not None:
