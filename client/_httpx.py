@@ -41,6 +41,7 @@ import contextvars
 import inspect
 import logging
 import ssl
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, KeysView
 from concurrent.futures import ThreadPoolExecutor
@@ -927,8 +928,10 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
             token = _ATTEMPT.set(
                 (time.monotonic() + until if until != float("inf") else None, self._hold(action))
             )
-            here = self._slots  # as ``_slots_here``, without its call when this loop has them
-            if here is not None and here[0] is asyncio.get_running_loop():
+            here = self._slots
+            if here is not None and getattr(here[0], "_thread_id", None) == threading.get_ident():
+                # Their loop runs on this thread, so it is the running loop (one per thread):
+                # known without ``get_running_loop()``, which makes a system call (getpid).
                 slots: _Slots | None = here[1]
             else:
                 slots = self._slots_here()

@@ -397,6 +397,40 @@ def test_the_pool_never_holds_more_requests_than_connections() -> None:
     assert any(isinstance(r, DeadlineExceeded) for r in results[40:])
 
 
+def test_one_transport_queues_calls_on_each_event_loop_it_serves_in_turn() -> None:
+    """The connection slots belong to one event loop: a transport used by one ``asyncio.run``
+    after another (and from a thread running its own loop) still queues its calls, and never
+    hands the pool more than its connection limit, on each loop."""
+    import threading
+
+    inner = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=2))
+    busy = peak = 0
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        nonlocal busy, peak
+        busy += 1
+        peak = max(peak, busy)
+        await asyncio.sleep(0.002)
+        busy -= 1
+        return httpx.Response(200)
+
+    inner.handle_async_request = handle  # type: ignore[method-assign]
+    transport = AsyncResilientTransport(
+        Policies(retry=None, breaker=None, cache=None, limiter=None), transport=inner
+    )
+
+    async def burst() -> list[int]:
+        client = httpx.AsyncClient(transport=transport)
+        return [r.status_code for r in await asyncio.gather(*(client.get(URL) for _ in range(12)))]
+
+    results = [asyncio.run(burst()), asyncio.run(burst())]
+    thread = threading.Thread(target=lambda: results.append(asyncio.run(burst())))
+    thread.start()
+    thread.join(timeout=30)
+    assert results == [[200] * 12] * 3
+    assert peak == 2
+
+
 @pytest.mark.parametrize(
     "given",
     [
