@@ -440,7 +440,11 @@ class Engine:
         if retry is not None:
             if id_header and request_id is None:
                 request_id = headers[id_header] = new_request_id()
-            if retry.wants_key(method, url) and retry.idempotency_header not in headers:
+            if (
+                (retry.idempotency_methods or retry.idempotency_hosts)
+                and retry.wants_key(method, url)
+                and retry.idempotency_header not in headers
+            ):
                 headers[retry.idempotency_header] = str(uuid.uuid4())
         c = _Call()
         c.request = request
@@ -545,7 +549,8 @@ class Engine:
         if isinstance(reply, Received):
             status = reply.status
             if breaker is not None and ticket is not None:
-                breaker.record(ticket, failure=breaker.policy.is_failure(status))
+                # ``policy.is_failure(status)`` for an answer, inline.
+                breaker.record(ticket, failure=status in breaker.policy.failure_statuses)
             if bucket is not None:
                 bucket.observe(status, reply.headers, done=admitted)
             if status == 429:

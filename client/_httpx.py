@@ -306,22 +306,15 @@ class _Lowered(dict[str, str]):
         return dict.keys(self)
 
 
-def _fields(headers: httpx.Headers) -> tuple[list[tuple[bytes, bytes, bytes]] | None, str]:
-    """httpx's own list of ``(name, lower-case name, value)`` bytes and its encoding (looked up
-    once: a property call each time), or ``None`` when this httpx keeps no such list."""
+def _lowered(headers: httpx.Headers) -> _Lowered:
+    """Response headers as the engine reads them, decoded in one pass over httpx's own list of
+    ``(name, lower-case name, value)`` bytes (its encoding looked up once: a property call)."""
     fields = getattr(headers, "_list", None)
     if type(fields) is not list:
-        return None, ""
-    return fields, headers.encoding
-
-
-def _lowered(headers: httpx.Headers) -> _Lowered:
-    """Response headers as the engine reads them, decoded in one pass over httpx's list."""
-    fields, encoding = _fields(headers)
-    if fields is None:
         items = headers.multi_items()
         lowered = _Lowered(items)
     else:
+        encoding = headers.encoding
         lowered = _Lowered({key.decode(encoding): value.decode(encoding) for _, key, value in fields})
         if len(lowered) == len(fields):
             return lowered
@@ -342,14 +335,17 @@ def _request_of(request: httpx.Request) -> Request:
     # whole list on every look-up, so the engine gets a dict copy (lower-case names, as
     # ``multi_items()`` gives them; a later field replaces an earlier one) and what it sets is
     # copied back.
-    fields, encoding = _fields(request.headers)
-    if fields is None:
-        headers = Headers.from_pairs(request.headers.multi_items())
+    given = request.headers
+    fields = getattr(given, "_list", None)  # as in ``_lowered``
+    if type(fields) is not list:
+        headers = Headers.from_pairs(given.multi_items())
     else:
+        encoding = given.encoding
         headers = Headers.from_store(
             {(lower := key.decode(encoding)): (lower, value.decode(encoding)) for _, key, value in fields}
         )
-    return Request(request.method, str(request.url), headers.track(), body or None, replayable=replayable)
+    headers.touched = {}  # tracked (``track()``): what the engine sets is copied back
+    return Request(request.method, str(request.url), headers, body or None, replayable=replayable)
 
 
 def _sync_headers(request: httpx.Request, neutral: Request) -> None:
@@ -619,6 +615,14 @@ def _declared_length(headers: _Lowered) -> int | None:
     return int(value) if value is not None and value.isdigit() else None
 
 
+def _short(headers: _Lowered, buffer_bytes: int) -> bool:
+    """Whether the body is declared short enough to be read whole here whatever the engine needs
+    of it (it is never asked to leave more than ``buffer_bytes`` unread), so it is not asked:
+    the common answer."""
+    declared = dict.get(headers, "content-length")
+    return declared is not None and declared.isdigit() and int(declared) <= buffer_bytes
+
+
 def _cap(wanted: int | None, buffer_bytes: int) -> int | None:
     """How many bytes to read before the transport returns (``None``: all, ``0``: none)."""
     return None if wanted is None else max(wanted, buffer_bytes)
@@ -730,6 +734,8 @@ class ResilientTransport(_Base, httpx.BaseTransport):
         streams it (see the module doc)."""
         if response.is_closed:  # built with its content (a mock, say): nothing left to stream
             return response.content
+        if _short(headers, self.buffer_bytes):
+            return self._read(response, action)
         cap = _cap(self.engine.body_wanted(action, response.status_code, headers), self.buffer_bytes)
         if cap is None:
             return self._read(response, action)
@@ -1023,6 +1029,8 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
         streams it, and the connection slot goes with the stream (see the module doc)."""
         if response.is_closed:  # built with its content (a mock, say): nothing left to stream
             return response.content
+        if _short(headers, self.buffer_bytes):
+            return await (response.aread() if self._clipped else self._read_checked(response, action))
         cap = _cap(self.engine.body_wanted(action, response.status_code, headers), self.buffer_bytes)
         if cap is None:
             return await self._read(response, action)
