@@ -378,7 +378,7 @@ class Engine:
         if wait > 0:
             return self._attempts(c, _WAIT, wait)
         try:
-            return self._send(c)
+            return self._send(c, first=True)
         except ApiError as exc:
             self._unadmit(c)
             return self._attempts(c, _DECIDE, (exc, None))
@@ -522,14 +522,17 @@ class Engine:
             c.bucket.done()
         c.admitted = False
 
-    def _send(self, c: _Call) -> Send:
-        """The admitted attempt, its timeouts clipped to the deadline (which may have run out)."""
+    def _send(self, c: _Call, *, first: bool = False) -> Send:
+        """The admitted attempt, its timeouts clipped to the deadline (which may have run out);
+        ``first``: the straight path's first attempt, admitted at once, as its deadline began."""
         connect: float | None
         read: float | None
-        if c.timeout is None:
-            connect, read = self.policies.timeouts.for_attempt(c.deadline)
-        else:
+        if c.timeout is not None:
             connect, read = self._attempt_timeouts(c.deadline, c.timeout)
+        elif first:
+            connect, read = self.policies.timeouts.first_attempt  # all of ``total`` is left
+        else:
+            connect, read = self.policies.timeouts.for_attempt(c.deadline)
         c.sent_wall = self.wall()
         return Send(c.request, connect, read, c.deadline, c.state.attempt, c.lk, c)
 

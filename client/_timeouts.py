@@ -24,12 +24,17 @@ class Timeouts:
     read: float = 10.0
     total: float | None = 30.0
     clock: Clock = field(default=monotonic, repr=False, compare=False)
+    #: ``(connect, read)`` of a call's first attempt, sent as its deadline begins: clipped to
+    #: the whole ``total`` (what ``for_attempt`` gives then, without reading the clock).
+    first_attempt: tuple[float, float] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "connect", to_seconds("Timeouts.connect", self.connect, allow_zero=False))
         object.__setattr__(self, "read", to_seconds("Timeouts.read", self.read, allow_zero=False))
         if self.total is not None:
             object.__setattr__(self, "total", to_seconds("Timeouts.total", self.total, allow_zero=False))
+        left = self.total if self.total is not None else float("inf")
+        object.__setattr__(self, "first_attempt", (min(self.connect, left), min(self.read, left)))
 
     def deadline(self, now: float | None = None) -> Deadline:
         """A deadline starting now (``now``: this clock's reading, when the caller has it)."""
