@@ -46,7 +46,7 @@ from ._errors import (
     TransportError,
     error_for_status,
 )
-from ._http import CallInfo, Final, Received, Request, Send, Sleep, host_key
+from ._http import MEMO_URL_CHARS, CallInfo, Final, Received, Request, Send, Sleep, host_key
 from ._httpcache import Action, HttpCache, Lookup, credential_digest
 from ._limiter import LimiterRegistry
 from ._metrics import Metrics
@@ -487,7 +487,7 @@ class Engine:
             self.breakers.get(host) if self.breakers is not None else None,
             self.limiters.get(host) if self.limiters is not None else None,
         )
-        if len(self._per_url) < _PER_URL_LIMIT:
+        if len(self._per_url) < _PER_URL_LIMIT and len(url) <= MEMO_URL_CHARS:
             self._per_url[url] = guards
         return guards
 

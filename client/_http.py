@@ -19,6 +19,7 @@ from ._timeouts import Deadline
 __all__ = [
     "CallInfo",
     "Final",
+    "MEMO_URL_CHARS",
     "Headers",
     "Received",
     "Request",
@@ -29,6 +30,9 @@ __all__ = [
 ]
 
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
+#: The longest URL a driver or the engine remembers anything by: memos are bounded in count,
+#: and this bounds what each entry holds (a longer URL is simply not remembered).
+MEMO_URL_CHARS = 2048
 _host_keys: dict[str, str] = {}
 
 

@@ -65,7 +65,7 @@ from ._exceptions import (
     TransportError,
     public,
 )
-from ._http import Final, Headers, Received, Request, Send, Sleep, host_key
+from ._http import MEMO_URL_CHARS, Final, Headers, Received, Request, Send, Sleep, host_key
 from ._httpcache import Lookup
 from ._limiter import TokenBucket
 from ._metrics import Metrics
@@ -345,7 +345,25 @@ def _request_of(request: httpx.Request) -> Request:
             {(lower := key.decode(encoding)): (lower, value.decode(encoding)) for _, key, value in fields}
         )
     headers.touched = {}  # tracked (``track()``): what the engine sets is copied back
-    return Request(request.method, str(request.url), headers, body or None, replayable=replayable)
+    return Request(request.method, _url_text(request.url), headers, body or None, replayable=replayable)
+
+
+_url_texts: dict[Any, str] = {}
+
+
+def _url_text(url: httpx.URL) -> str:
+    """``str(url)``, remembered by its parsed parts (httpx rebuilds the text from them each time,
+    a few microseconds; most calls repeat a URL). Bounded in count and length (see
+    ``_http.MEMO_URL_CHARS``); any other URL is made as usual."""
+    parts = getattr(url, "_uri_reference", None)  # a named tuple of the URL's text parts
+    if not isinstance(parts, tuple):
+        return str(url)
+    text = _url_texts.get(parts)
+    if text is None:
+        text = str(url)
+        if len(_url_texts) < 4096 and len(text) <= MEMO_URL_CHARS:
+            _url_texts[parts] = text
+    return text
 
 
 def _sync_headers(request: httpx.Request, neutral: Request) -> None:
@@ -367,8 +385,8 @@ def _sync_headers(request: httpx.Request, neutral: Request) -> None:
             if lower in target:
                 del target[lower]
         elif new and type(fields) is list:
-            name = lower.encode(encoding)
-            fields.append((name, name.lower(), value.encode(encoding)))
+            name = lower.encode(encoding)  # lower-case already: its own look-up key
+            fields.append((name, name, value.encode(encoding)))
         else:
             target[lower] = value  # one scan: setting what is there already changes nothing
     touched.clear()
@@ -967,13 +985,10 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
                 _ATTEMPT.reset(token)
             return Received(response.status_code, headers, body, response)
 
-        async def sleep(action: Sleep) -> None:
-            await _await_sleep(engine.sleeper(action), action.seconds)
-
         try:
             if revalidate is not None:
                 flow = engine.call(neutral, timeout=timeout, revalidate=revalidate)
-                final = await drive_async(flow, send, sleep)
+                final = await drive_async(flow, send, self._sleep)
             else:
                 # The engine's straight path (see the requests driver).
                 first = engine.start(neutral, timeout=timeout)
@@ -990,13 +1005,16 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
                 if isinstance(first, Final):
                     final = first
                 else:
-                    final = await drive_async(first, send, sleep, answered)
+                    final = await drive_async(first, send, self._sleep, answered)
         except ApiError as exc:
             public(exc)
             raise
         if final.revalidate is not None:
             self._background(_background_request(request), final.revalidate)
         return _response(final, request)
+
+    async def _sleep(self, action: Sleep) -> None:
+        await _await_sleep(self.engine.sleeper(action), action.seconds)
 
     def _background(self, request: httpx.Request, lk: Lookup) -> None:
         """Revalidate a stale entry in a task the transport owns (stale-while-revalidate)."""

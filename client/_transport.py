@@ -30,7 +30,7 @@ from ._auth import Auth, OAuth2ClientCredentials
 from ._engine import Engine, Reply, drive
 from ._errors import ApiError, DeadlineExceeded
 from ._exceptions import map_exception, public
-from ._http import CallInfo, Final, Received, Request, Send, Served, Sleep, host_key
+from ._http import MEMO_URL_CHARS, CallInfo, Final, Received, Request, Send, Served, Sleep, host_key
 from ._metrics import Metrics
 from ._policies import Policies
 from ._redaction import redact_url
@@ -709,7 +709,7 @@ class ResilientSession(_Driver, requests.Session):
         )
         prep = self.prepare_request(req)
         if memo_key is not None and view is not None and lookup is None and prep.url and cache is not None:
-            if len(self._urls) < _MEMO_LIMIT:
+            if len(self._urls) < _MEMO_LIMIT and len(prep.url) <= MEMO_URL_CHARS:
                 self._urls[memo_key] = prep.url
             lookup = cache.lookup(
                 method, prep.url, view, credential=engine.credential(call_auth or auth, view)

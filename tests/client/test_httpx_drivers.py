@@ -474,3 +474,25 @@ def test_a_field_deleted_then_set_again_reaches_the_httpx_request_once() -> None
     neutral.headers["X-API-Key"] = "second"
     _sync_headers(request, neutral)
     assert request.headers.get_list("x-api-key") == ["second"]
+
+
+def test_the_per_url_memos_keep_short_urls_only() -> None:
+    """URLs are remembered (their text, their host's breaker and bucket) to spare work on calls
+    that repeat them; a URL longer than ``MEMO_URL_CHARS`` is served just the same and never
+    remembered, so no caller can pin memory with long URLs."""
+    from client._http import MEMO_URL_CHARS
+    from client._httpx import _url_texts
+
+    transport = AsyncResilientTransport(
+        Policies(retry=None, cache=None), transport=httpx.MockTransport(lambda r: httpx.Response(200))
+    )
+    short, long = f"{URL}?q=short", f"{URL}?q={'x' * MEMO_URL_CHARS}"
+
+    async def main() -> list[int]:
+        async with httpx.AsyncClient(transport=transport) as client:
+            return [(await client.get(u)).status_code for u in (short, long, long)]
+
+    assert asyncio.run(main()) == [200, 200, 200]
+    remembered = transport.engine._per_url
+    assert short in remembered and long not in remembered
+    assert short in _url_texts.values() and long not in _url_texts.values()

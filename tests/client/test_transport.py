@@ -374,3 +374,14 @@ def test_metrics_count_calls_attempts_and_retries(make_session):
 def test_host_key(url, key):
     """Breakers and buckets are keyed by scheme://host:port."""
     assert host_key(url) == key
+
+
+def test_the_session_remembers_short_urls_only(make_session):
+    """A session remembers each cacheable URL as prepared (to look the cache up before
+    preparing); a URL longer than ``MEMO_URL_CHARS`` is served the same and not remembered."""
+    from client._http import MEMO_URL_CHARS
+
+    s, _ = make_session(ok({"v": 1}), ok({"v": 2}))
+    short, long = "http://api.test/a?q=1", f"http://api.test/a?q={'x' * MEMO_URL_CHARS}"
+    assert s.get(short).status_code == 200 and s.get(long).status_code == 200
+    assert [url for url, _ in s._urls] == [short]
