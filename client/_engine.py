@@ -551,11 +551,12 @@ class Engine:
         c.admitted = False
         if isinstance(reply, Received):
             status = reply.status
+            if bucket is not None:
+                # First: the request leaves the flight whatever a breaker listener does below.
+                bucket.observe(status, reply.headers, done=admitted)
             if breaker is not None and ticket is not None:
                 # ``policy.is_failure(status)`` for an answer, inline.
                 breaker.record(ticket, failure=status in breaker.policy.failure_statuses)
-            if bucket is not None:
-                bucket.observe(status, reply.headers, done=admitted)
             if status == 429:
                 self.metrics.record_status(429)
             if logger.isEnabledFor(logging.DEBUG):

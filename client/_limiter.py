@@ -298,26 +298,32 @@ class TokenBucket:
             return
         pause: float | None = None
         remaining: int | None = None
-        ietf = headers.get("RateLimit")
-        if ietf is not None:
-            m = _IETF_REMAINING.search(ietf)
-            if m is not None:
-                remaining = int(m.group(1))
-                if remaining == 0:
-                    t = _IETF_RESET.search(ietf)
-                    pause = float(t.group(1)) if t is not None else None
-        else:
-            raw = headers.get("X-RateLimit-Remaining")
-            if raw is not None and raw.isdigit():
-                remaining = int(raw)
-                if remaining == 0:
-                    pause = reset_seconds(headers.get("X-RateLimit-Reset"), now=policy.wall_clock())
-        if status == 429:
-            after = parse_retry_after(headers.get("Retry-After"), now=policy.wall_clock())
-            after = policy.pause_on_429 if after is None else after
-            pause = after if pause is None else max(pause, after)
-        elif remaining == 0 and pause is None:
-            pause = policy.pause_on_429
+        try:
+            ietf = headers.get("RateLimit")
+            if ietf is not None:
+                m = _IETF_REMAINING.search(ietf)
+                if m is not None:
+                    remaining = int(m.group(1))
+                    if remaining == 0:
+                        t = _IETF_RESET.search(ietf)
+                        pause = float(t.group(1)) if t is not None else None
+            else:
+                raw = headers.get("X-RateLimit-Remaining")
+                if raw is not None and raw.isdigit():
+                    remaining = int(raw)
+                    if remaining == 0:
+                        pause = reset_seconds(headers.get("X-RateLimit-Reset"), now=policy.wall_clock())
+            if status == 429:
+                after = parse_retry_after(headers.get("Retry-After"), now=policy.wall_clock())
+                after = policy.pause_on_429 if after is None else after
+                pause = after if pause is None else max(pause, after)
+            elif remaining == 0 and pause is None:
+                pause = policy.pause_on_429
+        except BaseException:
+            # Unreadable headers (or an interrupt): the answer still ends its request's flight.
+            if done:
+                self.done()
+            raise
         refused = status == 429 or remaining == 0
         if pause is None and remaining is None:
             if done:

@@ -478,3 +478,26 @@ def test_a_stale_answer_counts_as_a_call_served_stale_not_as_a_hit() -> None:
     after = eng.metrics.snapshot()
     assert after.requests == before.requests + 1 and after.cache_stale_served == 1
     assert after.cache_hits == before.cache_hits and after.attempts == before.attempts
+
+
+def test_an_answer_ends_its_flight_even_when_interrupted_in_a_breaker_listener() -> None:
+    """The limiter counts a request in flight from admission to answer; the answer ends it
+    before the breaker's listeners run, so an interrupt there (Ctrl-C: listeners' own errors
+    are logged, not raised) leaks no place: the next call, with the server's word that one
+    request remains, still goes out at once."""
+
+    def interrupted(transition: Any) -> None:
+        raise KeyboardInterrupt
+
+    clock = FakeClock()
+    eng = engine(
+        clock,
+        retry=None,
+        limiter=RateLimitPolicy(rate=1000, burst=1000),
+        breaker=BreakerPolicy(window=2, min_calls=2, failure_rate=0.5, listeners=(interrupted,)),
+    )
+    Driver(clock, ok(500, RateLimit='"default";r=1;t=1')).run(eng.call(request()))
+    with pytest.raises(KeyboardInterrupt):
+        Driver(clock, ok(500, RateLimit='"default";r=1;t=1')).run(eng.call(request()))
+    bucket = eng.limiters.get(host_key(URL))  # type: ignore[union-attr]
+    assert bucket.in_flight == 0
