@@ -439,7 +439,8 @@ class Engine:
                         headers[name] = value
         if retry is not None:
             if id_header and request_id is None:
-                request_id = headers[id_header] = new_request_id()
+                # ``new_request_id()``, inline: on every call.
+                request_id = headers[id_header] = f"{_prefix}{next(_counter):012x}"
             if (
                 (retry.idempotency_methods or retry.idempotency_hosts)
                 and retry.wants_key(method, url)
