@@ -359,23 +359,29 @@ def test_a_write_is_held_while_the_host_is_paused() -> None:
     assert seen == [0.0]
 
 
+def _pool_of_two(delay: float) -> tuple[httpx.AsyncHTTPTransport, dict[str, int]]:
+    """A pool of two connections whose requests each take ``delay`` s, noting the most handled
+    at once (``peak``)."""
+    inner = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=2))
+    seen = {"busy": 0, "peak": 0}
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        seen["busy"] += 1
+        seen["peak"] = max(seen["peak"], seen["busy"])
+        await asyncio.sleep(delay)
+        seen["busy"] -= 1
+        return httpx.Response(200)
+
+    inner.handle_async_request = handle  # type: ignore[method-assign]
+    return inner, seen
+
+
 def test_the_pool_never_holds_more_requests_than_connections() -> None:
     """A thousand tasks queued inside httpcore's pool cost it a scan of every queued request at
     each arrival and release (seconds of blocked event loop under the chaos bench); the async
     transport queues calls itself, in arrival order, and hands the pool at most its connection
     limit; a call whose deadline runs out while queued ends in DeadlineExceeded."""
-    inner = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=2))
-    busy = peak = 0
-
-    async def handle(request: httpx.Request) -> httpx.Response:
-        nonlocal busy, peak
-        busy += 1
-        peak = max(peak, busy)
-        await asyncio.sleep(0.005)
-        busy -= 1
-        return httpx.Response(200)
-
-    inner.handle_async_request = handle  # type: ignore[method-assign]
+    inner, seen = _pool_of_two(0.005)
     p = Policies(retry=None, breaker=None, cache=None, limiter=None)
 
     async def main() -> list[Any]:
@@ -392,7 +398,7 @@ def test_the_pool_never_holds_more_requests_than_connections() -> None:
         return [*done, *tail]
 
     results = asyncio.run(main())
-    assert peak == 2
+    assert seen["peak"] == 2
     assert all(r.status_code == 200 for r in results[:40])
     assert any(isinstance(r, DeadlineExceeded) for r in results[40:])
 
@@ -403,18 +409,7 @@ def test_one_transport_queues_calls_on_each_event_loop_it_serves_in_turn() -> No
     hands the pool more than its connection limit, on each loop."""
     import threading
 
-    inner = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=2))
-    busy = peak = 0
-
-    async def handle(request: httpx.Request) -> httpx.Response:
-        nonlocal busy, peak
-        busy += 1
-        peak = max(peak, busy)
-        await asyncio.sleep(0.002)
-        busy -= 1
-        return httpx.Response(200)
-
-    inner.handle_async_request = handle  # type: ignore[method-assign]
+    inner, seen = _pool_of_two(0.002)
     transport = AsyncResilientTransport(
         Policies(retry=None, breaker=None, cache=None, limiter=None), transport=inner
     )
@@ -428,7 +423,7 @@ def test_one_transport_queues_calls_on_each_event_loop_it_serves_in_turn() -> No
     thread.start()
     thread.join(timeout=30)
     assert results == [[200] * 12] * 3
-    assert peak == 2
+    assert seen["peak"] == 2
 
 
 @pytest.mark.parametrize(
