@@ -168,12 +168,9 @@ class TokenBucket:
             policy = self.policy
             now = policy.clock()
             if self._in_flight == 0 and self._paused_until <= now:
-                # The common case, inline (three calls fewer on every request): nothing in flight
+                # The common case, inline (two calls fewer on every request): nothing in flight
                 # and no pause, so nothing gates it; a token at hand after the refill admits it.
-                if now > self._updated:
-                    tokens = self._tokens + (now - self._updated) * policy.rate
-                    self._tokens = tokens if tokens < policy.burst else float(policy.burst)
-                    self._updated = now
+                self._refill(now)
                 if self._tokens >= 1:
                     self._tokens -= 1
                     self._in_flight = 1

@@ -132,8 +132,8 @@ MUTANTS: tuple[Mutant, ...] = (
         id="no-idempotency-key",
         description="a POST never gets the Idempotency-Key its policy opts into, so it is never retried",
         file="client/_engine.py",
-        old="if retry.wants_key(method, url) and retry.idempotency_header not in headers:",
-        new="if retry.wants_key(method, url) and retry.idempotency_header in headers:",
+        old="                and retry.idempotency_header not in headers\n            ):",
+        new="                and retry.idempotency_header in headers\n            ):",
         probe="retry",
     ),
     # -- client: circuit breaker ----------------------------------------------------------------
@@ -304,9 +304,10 @@ MUTANTS: tuple[Mutant, ...] = (
         description="P2: the engine adds an Idempotency-Key to every POST, opted in or not, so any "
         "POST is retried",
         file="client/_engine.py",
-        old="            if retry.wants_key(method, url) and retry.idempotency_header not in headers:",
-        new='            if (method == "POST" or retry.wants_key(method, url))'
-        " and retry.idempotency_header not in headers:",
+        old="                (retry.idempotency_methods or retry.idempotency_hosts)\n"
+        "                and retry.wants_key(method, url)\n",
+        new='                (method == "POST" or ((retry.idempotency_methods or retry.idempotency_hosts)\n'
+        "                and retry.wants_key(method, url)))\n",
         probe="retry",
     ),
     Mutant(
@@ -321,7 +322,7 @@ MUTANTS: tuple[Mutant, ...] = (
         id="engine-4xx-trips-breaker",
         description="P4: the engine reports every 4xx to the breaker as a failure of the host",
         file="client/_engine.py",
-        old="                breaker.record(ticket, failure=breaker.policy.is_failure(status))",
+        old="                breaker.record(ticket, failure=status in breaker.policy.failure_statuses)",
         new="                breaker.record(ticket, failure=status >= 400)",
         probe="breaker",
     ),
@@ -330,8 +331,8 @@ MUTANTS: tuple[Mutant, ...] = (
         description="P5: the engine hands the limiter the request's headers, not the response's, so "
         "the server's rate-limit word goes unheard",
         file="client/_engine.py",
-        old="                bucket.observe(status, reply.headers)",
-        new="                bucket.observe(status, request.headers)",
+        old="                bucket.observe(status, reply.headers, done=admitted)",
+        new="                bucket.observe(status, request.headers, done=admitted)",
         probe="limiter",
     ),
     Mutant(
