@@ -439,13 +439,8 @@ class Engine:
                         headers[name] = value
         if retry is not None:
             if id_header and request_id is None:
-                # ``new_request_id()``, inline: on every call.
-                request_id = headers[id_header] = f"{_prefix}{next(_counter):012x}"
-            if (
-                (retry.idempotency_methods or retry.idempotency_hosts)
-                and retry.wants_key(method, url)
-                and retry.idempotency_header not in headers
-            ):
+                request_id = headers[id_header] = new_request_id()
+            if retry.wants_key(method, url) and retry.idempotency_header not in headers:
                 headers[retry.idempotency_header] = str(uuid.uuid4())
         c = _Call()
         c.request = request
@@ -556,8 +551,7 @@ class Engine:
                 # First: the request leaves the flight whatever a breaker listener does below.
                 bucket.observe(status, reply.headers, done=admitted)
             if breaker is not None and ticket is not None:
-                # ``policy.is_failure(status)`` for an answer, inline.
-                breaker.record(ticket, failure=status in breaker.policy.failure_statuses)
+                breaker.record(ticket, failure=breaker.policy.is_failure(status))
             if status == 429:
                 self.metrics.record_status(429)
             if logger.isEnabledFor(logging.DEBUG):

@@ -637,8 +637,8 @@ def _short(headers: _Lowered, buffer_bytes: int) -> bool:
     """Whether the body is declared short enough to be read whole here whatever the engine needs
     of it (it is never asked to leave more than ``buffer_bytes`` unread), so it is not asked:
     the common answer."""
-    declared = dict.get(headers, "content-length")
-    return declared is not None and declared.isdigit() and int(declared) <= buffer_bytes
+    length = _declared_length(headers)
+    return length is not None and length <= buffer_bytes
 
 
 def _cap(wanted: int | None, buffer_bytes: int) -> int | None:

@@ -289,9 +289,7 @@ class TokenBucket:
         if names is not None and status != 429 and names().isdisjoint(_LIMIT_FIELDS):
             # Nothing to adapt to (one set operation, not a look-up per field).
             if done:
-                with self._lock:  # as ``done``
-                    if self._in_flight > 0:
-                        self._in_flight -= 1
+                self.done()
             return
         pause: float | None = None
         remaining: int | None = None

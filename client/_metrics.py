@@ -123,9 +123,8 @@ class Metrics:
             latencies = self._latencies
             if len(latencies) < self._size:
                 latencies.append(latency)
-            else:  # as ``_latency``, inline: every call once the reservoir is full
-                latencies[self._next] = latency
-                self._next = (self._next + 1) % self._size
+            else:
+                self._latency(latency)
 
     def record_hit(self, latency: float = 0.0) -> None:
         """A logical request answered by a fresh cache entry."""

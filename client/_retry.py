@@ -132,23 +132,16 @@ class BudgetTracker:
     def _roll(self) -> int:
         slot = int(self._clock() // self._slot_len)
         if slot != self._slot:
-            self._move_to(slot)
+            for s in range(self._slot + 1, min(slot, self._slot + self._SLOTS) + 1):
+                self._requests[s % self._SLOTS] = 0
+                self._retries[s % self._SLOTS] = 0
+            self._slot = slot
         return slot % self._SLOTS
-
-    def _move_to(self, slot: int) -> None:
-        """Clear the slots passed over since the last one counted in, up to ``slot``."""
-        for s in range(self._slot + 1, min(slot, self._slot + self._SLOTS) + 1):
-            self._requests[s % self._SLOTS] = 0
-            self._retries[s % self._SLOTS] = 0
-        self._slot = slot
 
     def record_request(self) -> None:
         """Count one logical request (each call, not each attempt), when its first attempt ends."""
         with self._lock:
-            slot = int(self._clock() // self._slot_len)  # as ``_roll``, inline: once every call
-            if slot != self._slot:
-                self._move_to(slot)
-            self._requests[slot % self._SLOTS] += 1
+            self._requests[self._roll()] += 1
 
     def try_spend(self) -> bool:
         """Take permission for one retry; ``False`` when the budget is spent."""

@@ -132,8 +132,8 @@ MUTANTS: tuple[Mutant, ...] = (
         id="no-idempotency-key",
         description="a POST never gets the Idempotency-Key its policy opts into, so it is never retried",
         file="client/_engine.py",
-        old="                and retry.idempotency_header not in headers\n            ):",
-        new="                and retry.idempotency_header in headers\n            ):",
+        old="if retry.wants_key(method, url) and retry.idempotency_header not in headers:",
+        new="if retry.wants_key(method, url) and retry.idempotency_header in headers:",
         probe="retry",
     ),
     # -- client: circuit breaker ----------------------------------------------------------------
@@ -304,10 +304,9 @@ MUTANTS: tuple[Mutant, ...] = (
         description="P2: the engine adds an Idempotency-Key to every POST, opted in or not, so any "
         "POST is retried",
         file="client/_engine.py",
-        old="                (retry.idempotency_methods or retry.idempotency_hosts)\n"
-        "                and retry.wants_key(method, url)\n",
-        new='                (method == "POST" or ((retry.idempotency_methods or retry.idempotency_hosts)\n'
-        "                and retry.wants_key(method, url)))\n",
+        old="            if retry.wants_key(method, url) and retry.idempotency_header not in headers:",
+        new='            if (method == "POST" or retry.wants_key(method, url))'
+        " and retry.idempotency_header not in headers:",
         probe="retry",
     ),
     Mutant(
@@ -322,7 +321,7 @@ MUTANTS: tuple[Mutant, ...] = (
         id="engine-4xx-trips-breaker",
         description="P4: the engine reports every 4xx to the breaker as a failure of the host",
         file="client/_engine.py",
-        old="                breaker.record(ticket, failure=status in breaker.policy.failure_statuses)",
+        old="                breaker.record(ticket, failure=breaker.policy.is_failure(status))",
         new="                breaker.record(ticket, failure=status >= 400)",
         probe="breaker",
     ),

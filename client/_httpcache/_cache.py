@@ -97,14 +97,8 @@ class HttpCache:
         if now is None:
             now = self._clock()
         method = method.upper()
-        # As ``as_headers``, without its call for the engine's mappings (every call asks).
-        pairs = getattr(request_headers, "pairs", None)
-        headers = pairs() if pairs is not None else as_headers(request_headers)
-        if type(headers) is not tuple:
-            headers = tuple(headers)
-        # As ``_key``, inline: this runs on every call that may be cached.
-        bare = url if "#" not in url else url.split("#", 1)[0]
-        key = (credential, bare if "=" not in bare else secret_free_url(bare))
+        headers = as_headers(request_headers)
+        key, _ = _key(url, credential)
         if method not in self.policy.methods or method not in ("GET", "HEAD"):
             # Not for this cache (a POST, say): its answer is still told, for invalidation.
             return Lookup(
@@ -117,7 +111,7 @@ class HttpCache:
                 key=key,
                 now=now,
             )
-        if not self._store._by_key.get(key):  # no variant stored (``Store.variants``, inline)
+        if not self._store.variants(key):
             for name, _value in headers:
                 if len(name) == 13 and name.lower() == "cache-control":
                     break
