@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import inspect
 import logging
 import ssl
@@ -941,53 +942,10 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
         sent_url = neutral.url
         timeout = _caller_timeout(request, self.policies)
 
-        async def send(action: Send) -> Received:
-            if action.attempt == 0:
-                target = _token_request(action.request)
-            else:
-                _sync_url(request, neutral, sent_url)
-                target = request
-            until = action.deadline.remaining()
-            _timeout_extension(target, action, until)
-            token = _ATTEMPT.set(
-                (time.monotonic() + until if until != float("inf") else None, self._hold(action))
-            )
-            here = self._slots
-            if here is not None and getattr(here[0], "_thread_id", None) == threading.get_ident():
-                # Their loop runs on this thread, so it is the running loop (one per thread):
-                # known without ``get_running_loop()``, which makes a system call (getpid).
-                slots: _Slots | None = here[1]
-            else:
-                slots = self._slots_here()
-            acquired = False
-            try:
-                if slots is not None:
-                    if not slots.take_now():
-                        await _acquire_by(slots, until)
-                    acquired = True
-                response = await self.inner.handle_async_request(target)
-                try:
-                    headers = _lowered(response.headers)
-                    body = await self._take(response, headers, action, slots if acquired else None)
-                    if body is None:
-                        acquired = False  # the slot is the stream's now: its close frees it
-                except BaseException as exc:
-                    await response.aclose()
-                    _head_seen(exc, response)
-                    raise
-            except ApiError:
-                raise
-            except (httpx.HTTPError, httpcore.TimeoutException, OSError) as exc:
-                raise _mapped(exc, target) from exc
-            finally:
-                if acquired:
-                    slots.release()  # type: ignore[union-attr]
-                _ATTEMPT.reset(token)
-            return Received(response.status_code, headers, body, response)
-
         try:
             if revalidate is not None:
                 flow = engine.call(neutral, timeout=timeout, revalidate=revalidate)
+                send = functools.partial(self._send, request, neutral, sent_url)
                 final = await drive_async(flow, send, self._sleep)
             else:
                 # The engine's straight path (see the requests driver).
@@ -995,7 +953,7 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
                 answered: Reply = None
                 if isinstance(first, Send):
                     try:
-                        answered = await send(first)
+                        answered = await self._send(request, neutral, sent_url, first)
                     except ApiError as exc:
                         answered = exc
                     except BaseException:
@@ -1005,6 +963,7 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
                 if isinstance(first, Final):
                     final = first
                 else:
+                    send = functools.partial(self._send, request, neutral, sent_url)
                     final = await drive_async(first, send, self._sleep, answered)
         except ApiError as exc:
             public(exc)
@@ -1012,6 +971,51 @@ class AsyncResilientTransport(_Base, httpx.AsyncBaseTransport):
         if final.revalidate is not None:
             self._background(_background_request(request), final.revalidate)
         return _response(final, request)
+
+    async def _send(self, request: httpx.Request, neutral: Request, sent_url: str, action: Send) -> Received:
+        """One attempt of ``_handle``'s call (``request``, as the engine sees it: ``neutral``)."""
+        if action.attempt == 0:
+            target = _token_request(action.request)
+        else:
+            _sync_url(request, neutral, sent_url)
+            target = request
+        until = action.deadline.remaining()
+        _timeout_extension(target, action, until)
+        token = _ATTEMPT.set(
+            (time.monotonic() + until if until != float("inf") else None, self._hold(action))
+        )
+        here = self._slots
+        if here is not None and getattr(here[0], "_thread_id", None) == threading.get_ident():
+            # Their loop runs on this thread, so it is the running loop (one per thread):
+            # known without ``get_running_loop()``, which makes a system call (getpid).
+            slots: _Slots | None = here[1]
+        else:
+            slots = self._slots_here()
+        acquired = False
+        try:
+            if slots is not None:
+                if not slots.take_now():
+                    await _acquire_by(slots, until)
+                acquired = True
+            response = await self.inner.handle_async_request(target)
+            try:
+                headers = _lowered(response.headers)
+                body = await self._take(response, headers, action, slots if acquired else None)
+                if body is None:
+                    acquired = False  # the slot is the stream's now: its close frees it
+            except BaseException as exc:
+                await response.aclose()
+                _head_seen(exc, response)
+                raise
+        except ApiError:
+            raise
+        except (httpx.HTTPError, httpcore.TimeoutException, OSError) as exc:
+            raise _mapped(exc, target) from exc
+        finally:
+            if acquired:
+                slots.release()  # type: ignore[union-attr]
+            _ATTEMPT.reset(token)
+        return Received(response.status_code, headers, body, response)
 
     async def _sleep(self, action: Sleep) -> None:
         await _await_sleep(self.engine.sleeper(action), action.seconds)
